@@ -1,0 +1,3 @@
+from cdiff.cli import main
+
+main()

@@ -1,0 +1,224 @@
+"""The ``cdiff`` command line: one thin command per pipeline stage.
+
+Conventions shared by every stage: ``--config`` (a packaged preset or a YAML path),
+``--run`` (the run directory), ``--set a.b=value`` overrides, ``--dry-run`` (print the
+resolved config and exit without writing) and ``--force`` (replace finished work).
+Bad input ends with a one-line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cdiff import __version__
+from cdiff import config as cfg_mod
+from cdiff.errors import InputError
+from cdiff.rundir import default_run_dir
+
+app = typer.Typer(
+    name="cdiff",
+    help="Collaborative Diffusion for multi-modal face generation and editing.\n\n"
+    "Pipeline: prepare → train-vae → train-unimodal → train-diffuser → generate / edit / visualize. "
+    "Every stage writes into one run directory (--run, default runs/<preset>).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+# ---- options every stage shares -------------------------------------------------------------
+ConfigOpt = Annotated[
+    str, typer.Option("--config", "-c", help="Preset (demo, celeba256, celeba512) or a YAML file.")
+]
+RunOpt = Annotated[
+    Path | None,
+    typer.Option("--run", help="Run directory. [default: runs/<preset>, or $CDIFF_RUNS_DIR/<preset>]"),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value, e.g. --set data.num=500 (repeatable)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the resolved config and plan, write nothing.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace finished work (never done without it).")]
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`InputError` into a one-line message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def resolve(preset: str, shortcuts: dict[str, Any], sets: list[str] | None) -> cfg_mod.Config:
+    """Preset, then command-line shortcuts (those given), then ``--set`` overrides."""
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in shortcuts.items() if v is not None}
+    _name, raw = cfg_mod.read_preset(preset)
+    raw = cfg_mod.apply_overrides(raw, given)
+    raw = cfg_mod.apply_overrides(raw, list(sets or []))
+    return cfg_mod.build(cfg_mod.Config, raw)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Collaborative Diffusion for multi-modal face generation and editing."""
+
+
+# ---- prepare --------------------------------------------------------------------------------
+
+
+class SourceName(StrEnum):
+    synthetic = "synthetic"
+    celeba = "celeba"
+    codiff = "codiff"
+
+
+class TokenizerName(StrEnum):
+    wordpiece = "wordpiece"
+    bert = "bert-base-uncased"
+
+
+@app.command()
+@handle_errors
+def prepare(
+    source: Annotated[
+        SourceName | None, typer.Option(help="Where samples come from. [default: the preset's]")
+    ] = None,
+    num: Annotated[int | None, typer.Option(help="synthetic: number of samples.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Image and mask size in pixels.")] = None,
+    seed: Annotated[int | None, typer.Option(help="synthetic: generator seed.")] = None,
+    celebahq: Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-img/ (<n>.jpg).")] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(help="celeba: CelebAMask-HQ-mask-anno/ or combined <n>.png masks; codiff: .pt folder."),
+    ] = None,
+    captions: Annotated[Path | None, typer.Option(help="celeba: CelebA-Dialog captions_hq.json.")] = None,
+    attributes: Annotated[
+        Path | None, typer.Option(help="celeba: CelebA-Dialog fine-grained degrees table.")
+    ] = None,
+    hq_mapping: Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-to-CelebA-mapping.txt.")] = None,
+    root_dir: Annotated[
+        Path | None, typer.Option("--root", help="codiff: the release's datasets/ folder.")
+    ] = None,
+    tokenizer: Annotated[
+        TokenizerName | None, typer.Option(help="Caption tokenizer. [default: the preset's]")
+    ] = None,
+    tokenizer_path: Annotated[
+        Path | None, typer.Option(help="Local bert-base-uncased folder (vocab.txt).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes; 0 = all cores.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Dataset folder. [default: RUN/data]")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip and count unusable samples instead of stopping.")
+    ] = False,
+    config: ConfigOpt = "demo",
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Build the dataset: images, index-PNG masks, captions, splits and tokenizer.
+
+    Sources: [b]synthetic[/] (the embedded generator), [b]celeba[/] (CelebA-HQ + CelebAMask-HQ + CelebA-Dialog), [b]codiff[/] (the authors' preprocessed datasets/ folder). An interrupted run resumes when started again with the same settings.
+    """
+    from cdiff.stages import prepare as stage
+
+    shortcuts = {
+        "data.source": source.value if source else None,
+        "data.num": num,
+        "data.resolution": resolution,
+        "data.seed": seed,
+        "data.celebahq": celebahq,
+        "data.masks": masks,
+        "data.captions": captions,
+        "data.attributes": attributes,
+        "data.hq_mapping": hq_mapping,
+        "data.root": root_dir,
+        "data.tokenizer": tokenizer.value if tokenizer else None,
+        "data.tokenizer_path": tokenizer_path,
+        "data.workers": workers,
+    }
+    cfg = resolve(config, shortcuts, set_)
+    out = out or (run or default_run_dir(config)) / "data"
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        plan = stage.plan(cfg)
+        out_console.print(
+            f"would prepare {plan['samples']} {plan['source']} samples "
+            f"({plan['train']} train, {plan['val']} val) into {out}",
+            highlight=False,
+        )
+        return
+    with _progress("preparing") as update:
+        report = stage.run(cfg, out, force=force, skip_bad=skip_bad, progress=update)
+    _prepare_summary(report, cfg)
+
+
+def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:
+    table = Table(title=f"prepared {cfg.data.source} data → {report.out}", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for split in ("train", "val"):
+        table.add_row(f"kept: {split}", str(report.kept.get(split, 0)))
+    for reason, n in sorted(report.skipped.items()):
+        table.add_row(f"skipped: {reason}", str(n))
+    if report.resumed_from:
+        table.add_row("resumed (already done)", str(report.resumed_from))
+    table.add_row("tokenizer vocabulary", f"{report.vocab_size} ({cfg.data.tokenizer})")
+    table.add_row("wall time", f"{report.wall_time_s:.1f} s")
+    out_console.print(table)
+
+
+class _progress:
+    """A rich progress bar on stderr, exposed as an ``update(done, total)`` callback."""
+
+    def __init__(self, label: str):
+        self.bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.task = self.bar.add_task(label, total=None)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.bar.start()
+        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+
+def main() -> None:
+    app()
