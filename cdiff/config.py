@@ -33,7 +33,8 @@ class DataConfig:
     resolution: int = 64  # images and masks are stored at resolution x resolution
     seed: int = 0  # synthetic generator seed
     num: int = 4000  # synthetic: number of samples (ids 0..num-1)
-    val_count: int = 400  # the last val_count ids (in id order) form the validation split
+    val_count: int | None = None  # the last val_count ids (in id order) form the validation split...
+    val_fraction: float = 0.1  # ...or, when val_count is null, this fraction of them
     image_format: Literal["png", "jpg"] = "png"
     jpeg_quality: int = 95
     # real data (source=celeba): CelebA-HQ images, CelebAMask-HQ masks, CelebA-Dialog captions

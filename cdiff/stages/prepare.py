@@ -1,7 +1,7 @@
 """Stage ``prepare``: build the dataset folder every later stage reads (see cdiff.data.prepared).
 
 1. Open the source (synthetic, celeba or codiff) and list its ids; the last ``val_count``
-   ids form the validation split, as in the release.
+   ids (or ``val_fraction`` of them) form the validation split, as in the release.
 2. Process samples in parallel (crop, resize, check classes, write image + index-PNG mask),
    logging each finished id so an interrupted run resumes where it stopped.
 3. Write the captions table and split lists, then the tokenizer (WordPiece trained on the
@@ -56,13 +56,13 @@ def plan(cfg: Config) -> dict[str, Any]:
     """What ``prepare`` would do, checking inputs but writing nothing (``--dry-run``)."""
     source = make_source(cfg.data)
     ids = source.ids()
-    _check_split(len(ids), cfg.data.val_count)
+    n_val = val_size(len(ids), cfg.data)
     return {
         "source": source.name,
         "inputs": source.inputs(),
         "samples": len(ids),
-        "train": len(ids) - cfg.data.val_count,
-        "val": cfg.data.val_count,
+        "train": len(ids) - n_val,
+        "val": n_val,
     }
 
 
@@ -80,8 +80,7 @@ def run(
     # 1. source and split
     source = make_source(data)
     ids = source.ids()
-    _check_split(len(ids), data.val_count)
-    val = set(ids[len(ids) - data.val_count :])
+    val = set(ids[len(ids) - val_size(len(ids), data) :])
     partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
     # 2. samples
     done = _read_progress(partial / PROGRESS)
@@ -138,11 +137,17 @@ def run(
     return report
 
 
-def _check_split(n: int, val_count: int) -> None:
-    if val_count < 0 or val_count >= n:
-        raise InputError(
-            f"data.val_count={val_count} must be between 0 and the number of samples - 1 ({n - 1})"
-        )
+def val_size(n: int, data: Any) -> int:
+    """How many of the last ids are validation: ``val_count``, else ``val_fraction`` of ``n``."""
+    if data.val_count is not None:
+        if not 0 <= data.val_count < n:
+            raise InputError(
+                f"data.val_count={data.val_count} must be between 0 and the number of samples - 1 ({n - 1})"
+            )
+        return data.val_count
+    if not 0.0 <= data.val_fraction < 1.0:
+        raise InputError(f"data.val_fraction={data.val_fraction} must be in [0, 1)")
+    return min(n - 1, max(1 if n > 1 and data.val_fraction > 0 else 0, round(n * data.val_fraction)))
 
 
 # ---- step 2: parallel, resumable sample processing ------------------------------------------
