@@ -183,6 +183,69 @@ def prepare(
     _prepare_summary(report, cfg)
 
 
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder. [default: RUN/data]")]
+
+
+def _print_parameters(counts: dict[str, int]) -> None:
+    table = Table(title="parameters")
+    table.add_column("model")
+    table.add_column("parameters", justify="right")
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    out_console.print(table)
+
+
+@app.command("train-vae")
+@handle_errors
+def train_vae(
+    data: DataOpt = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimiser steps. [default: the preset's vae.train.steps]")
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
+    resume: ResumeOpt = False,
+    config: ConfigOpt = "demo",
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Train the KL autoencoder (L1 + perceptual + KL, seed eq. 1) and compute its latent scale factor."""
+    from cdiff.stages import train_vae as stage
+
+    cfg = resolve(config, {"vae.train.steps": steps, "vae.train.minutes": minutes}, set_)
+    run_dir = run or default_run_dir(config)
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        _print_parameters(stage.parameter_counts(cfg))
+        return
+    report = stage.run(
+        cfg,
+        data or run_dir / "data",
+        run_dir / "vae",
+        force=force,
+        resume=resume,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    table = Table(title=f"VAE → {report.out}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in [
+        ("steps", f"{report.steps}"),
+        ("parameters", f"{report.parameters:,}"),
+        ("validation L1", f"{report.val_l1:.4f}"),
+        ("validation PSNR", f"{report.val_psnr:.2f} dB"),
+        ("latent scale factor", f"{report.scale_factor:.4f}"),
+        ("samples/s", f"{report.samples_per_s:.1f}"),
+        ("wall time", f"{report.wall_time_s:.1f} s"),
+    ]:
+        table.add_row(name, value)
+    out_console.print(table)
+
+
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:
     table = Table(title=f"prepared {cfg.data.source} data → {report.out}", show_header=True)
     table.add_column("what")

@@ -53,12 +53,119 @@ class DataConfig:
     workers: int = 0  # processes for prepare; 0 = all cores
 
 
+MixedPrecision = Literal["no", "bf16", "fp16"]
+
+
+@dataclass
+class TrainConfig:
+    """The shared training loop's settings (every training stage has its own copy)."""
+
+    steps: int = 1000  # optimiser steps (each = batch_size * grad_accum samples)
+    minutes: float | None = None  # wall-clock budget; stops (with a checkpoint) when reached
+    batch_size: int = 32  # per process
+    grad_accum: int = 1
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None  # e.g. 0.999; EMA weights are exported when on
+    mixed_precision: MixedPrecision = "no"
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 25
+    seed: int = 0
+
+
+@dataclass
+class VAEConfig:
+    """KL autoencoder (diffusers AutoencoderKL) and its loss (seed eq. 1)."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 512)  # 3 levels: f = 4; 4 levels: f = 8
+    layers_per_block: int = 2
+    latent_channels: int = 3
+    norm_num_groups: int = 32
+    perceptual_weight: float = 1.0  # VGG16 perceptual term; 0 turns it off (no VGG weights needed)
+    vgg_weights: str | None = None  # torchvision vgg16 weights file; default: the torch hub cache
+    kl_weight: float = 1.0e-6
+    disc_weight: float = 0.0  # PatchGAN hinge discriminator (the release: 0.5 after 50,001 steps)
+    disc_start: int = 50001
+    logvar_init: float = 0.0  # initial bias of the posterior log-variance (negative: faster start)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class UNetConfig:
+    """diffusers UNet2DConditionModel, described the way the paper does."""
+
+    block_out_channels: tuple[int, ...] = (192, 384, 576, 960)
+    layers_per_block: int = 2
+    attention: tuple[bool, ...] = (False, True, True, True)  # cross-attention per level
+    heads: int = 32  # attention heads (diffusers: attention_head_dim)
+    transformer_depth: int = 1
+    cross_attention_dim: int = 640
+    norm_num_groups: int = 32
+    time_injection: Literal["additive", "adaln"] = "additive"
+    out_channels: int | None = None  # default: the latent channels
+    zero_out: bool = False  # zero-initialise the output convolution
+
+
+@dataclass
+class DiffusionConfig:
+    """The LDM schedule: beta_t = linspace(sqrt(0.0015), sqrt(0.0195), T)^2, epsilon-prediction."""
+
+    timesteps: int = 1000
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+
+
+@dataclass
+class TextEncoderConfig:
+    """Pre-LN transformer over caption tokens (paper: 32 layers, width 640, 8 heads x 64)."""
+
+    vocab_size: int | None = None  # None: the prepared tokenizer's size (30,522 for BERT's)
+    max_length: int = 77
+    width: int = 640
+    depth: int = 32
+    heads: int = 8
+    head_dim: int = 64
+    ff_mult: int = 4
+    output_layer: bool = False  # the release's unused width→vocab logits layer (19.6M at paper scale)
+
+
+@dataclass
+class UnimodalConfig:
+    """A uni-modal latent diffusion model: UNet + its condition encoder, trained jointly."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    mask_tokens: int = 32  # r: the one-hot mask is r x r, flattened to [19, r*r]
+    mask_concat: bool = False  # demo option: also concatenate the one-hot mask to the UNet input
+    cond_dropout: float = 0.0  # probability of the null condition (> 0 enables guidance)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SampleConfig:
+    """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance)."""
+
+    steps: int = 50
+    eta: float = 1.0
+    guidance: float = 1.0
+    batch_size: int = 8
+
+
 @dataclass
 class Config:
-    """The whole pipeline's configuration. Later stages add their own sections."""
+    """The whole pipeline's configuration."""
 
     name: str = "demo"
     data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    unimodal: UnimodalConfig = field(default_factory=UnimodalConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
 
 PRESETS = ("demo", "celeba256", "celeba512")
@@ -205,7 +312,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def to_yaml(cfg: Any) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
 
 
 def load_config(preset: str = "demo", overrides: dict[str, Any] | list[str] | None = None) -> Config:

@@ -1,0 +1,303 @@
+"""The one training loop every training stage uses (built on accelerate).
+
+A stage hands over a :class:`Task`: an ``nn.Module`` whose ``forward(batch, generator)``
+returns ``(loss, logs)`` and which names its trainable submodules. The loop does the rest:
+devices and processes (the same code on a CPU, one GPU, or under ``accelerate launch``),
+mixed precision, gradient accumulation and clipping, optional EMA, an LR schedule, periodic
+atomic checkpoints, ``resume`` that reaches the same weights as an uninterrupted run, step
+and time budgets, a progress bar, ``metrics.jsonl`` and sample grids at intervals.
+
+Determinism without saved RNG streams: the batch for step ``s`` is a function of
+``(seed, s)`` (a fresh permutation of the data per epoch), and each step's randomness (noise,
+timesteps) comes from a generator seeded with ``(seed, s, micro-step, rank)``. So resuming
+from step ``s`` replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from cdiff.config import TrainConfig
+from cdiff.errors import InputError
+
+CKPT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+class Task(nn.Module):
+    """What a training stage trains: ``forward(batch, generator) -> (loss, logs)``."""
+
+    trainable: tuple[str, ...] = ()  # names of the submodules that are optimised and checkpointed
+    current_step: int = 0  # set by the loop before each forward: the optimiser step being made
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in self.trainable}
+
+
+@dataclass
+class FitResult:
+    step: int  # optimiser steps done in total
+    finished: bool  # reached cfg.steps or the time budget
+    wall_time_s: float  # this invocation
+    samples_per_s: float
+
+
+class StepBatches(Sampler[list[int]]):
+    """Index lists for steps ``start..end``: step ``s``, micro ``m`` → a slice of epoch permutations."""
+
+    def __init__(self, n: int, cfg: TrainConfig, start: int, end: int, rank: int = 0, world: int = 1):
+        self.n, self.cfg, self.start, self.end, self.rank, self.world = n, cfg, start, end, rank, world
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=g)}
+        return self._perms[epoch]
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        B = self.cfg.batch_size
+        first = ((step * self.cfg.grad_accum + micro) * self.world + self.rank) * B  # global sample position
+        out = []
+        for p in range(first, first + B):
+            out.append(int(self._perm(p // self.n)[p % self.n]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            for micro in range(self.cfg.grad_accum):
+                yield self.indices(step, micro)
+
+    def __len__(self) -> int:
+        return (self.end - self.start) * self.cfg.grad_accum
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator for one micro-step's randomness (noise, timesteps)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(((seed * 1_000_003 + step) * 64 + micro) * 4096 + rank)
+    return g
+
+
+def fit(
+    task: Task,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    on_sample: Callable[[int, Task], None] | None = None,
+    collate: Callable[[list[Any]], Any] | None = None,
+    num_workers: int = 0,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train ``task`` on ``dataset`` until ``cfg.steps`` (or ``cfg.minutes``); checkpoints go in ``out``."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    out.mkdir(parents=True, exist_ok=True)
+    params = [p for m in task.trainable_modules().values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    schedule = "cosine" if cfg.lr_schedule == "cosine" else "constant_with_warmup"
+    scheduler = get_scheduler(
+        schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+    )
+    ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay else None
+
+    start, elapsed_before = 0, 0.0
+    ckpt_path = out / CKPT
+    if ckpt_path.is_file():
+        if not resume:
+            raise InputError(
+                f"{out} holds an interrupted run; pass --resume to continue it or --force to start over"
+            )
+        start, elapsed_before = _load_checkpoint(ckpt_path, task, optimizer, scheduler, ema)
+        _truncate_metrics(out / METRICS, start)
+
+    model, optimizer = acc.prepare(task, optimizer)  # the scheduler steps once per optimiser step, by hand
+    if ema is not None:
+        ema.to(acc.device)
+    sampler = StepBatches(len(dataset), cfg, start, cfg.steps, acc.process_index, acc.num_processes)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+
+    t0 = time.perf_counter()
+    step, micro, seen, logs_acc = start, 0, 0, _Mean()
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        disable=not (show_progress and acc.is_main_process),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+    stopped_by_time = False
+    for batch in loader:
+        batch = _to_device(batch, acc.device)
+        gen = step_generator(cfg.seed, step, micro, acc.process_index, acc.device)
+        task.current_step = step
+        with acc.accumulate(model):
+            with acc.autocast():
+                loss, logs = model(batch, gen)
+            acc.backward(loss)  # divided by grad_accum inside
+            if acc.sync_gradients and cfg.grad_clip:
+                acc.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()  # a no-op until the last micro-step
+            if acc.sync_gradients:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        logs_acc.add({"loss": loss.detach().float().item(), **logs})
+        seen += cfg.batch_size * acc.num_processes
+        micro += 1
+        if micro < cfg.grad_accum:
+            continue
+        micro, step = 0, step + 1
+        if ema is not None:
+            ema.step(params)
+        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{logs_acc.last('loss'):.4f}", samples_s=f"{rate:.1f}")
+        elapsed = elapsed_before + time.perf_counter() - t0
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            _log(
+                acc,
+                out,
+                {
+                    "step": step,
+                    **logs_acc.pop(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "samples_per_s": round(rate, 2),
+                    "elapsed_s": round(elapsed, 1),
+                },
+            )
+        stopped_by_time = elapsed >= budget_s
+        done = step >= cfg.steps or stopped_by_time
+        if step % cfg.checkpoint_every == 0 or done:
+            _save_checkpoint(acc, ckpt_path, step, elapsed, task, optimizer, scheduler, ema)
+        if on_sample is not None and acc.is_main_process and (step % cfg.sample_every == 0 or done):
+            with _ema_weights(ema, params):
+                on_sample(step, task)
+        if done:
+            break
+    bar.close()
+    acc.wait_for_everyone()
+    if ema is not None:
+        ema.copy_to(params)  # export the EMA weights
+    wall = time.perf_counter() - t0
+    acc.end_training()
+    return FitResult(step, step >= cfg.steps or stopped_by_time, wall, seen / max(wall, 1e-9))
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+
+
+def _save_checkpoint(
+    acc, path: Path, step: int, elapsed: float, task: Task, optimizer, scheduler, ema
+) -> None:
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return
+    state = {
+        "step": step,
+        "elapsed_s": elapsed,
+        "modules": {k: m.state_dict() for k, m in task.trainable_modules().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, task: Task, optimizer, scheduler, ema) -> tuple[int, float]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}); use --force to start over"
+        ) from None
+    for name, module in task.trainable_modules().items():
+        module.load_state_dict(state["modules"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    return int(state["step"]), float(state.get("elapsed_s", 0.0))
+
+
+class _ema_weights:
+    """Temporarily swap the EMA weights in (for sample grids)."""
+
+    def __init__(self, ema, params):
+        self.ema, self.params = ema, params
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.params)
+            self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.params)
+
+
+# ---- logging --------------------------------------------------------------------------------
+
+
+class _Mean:
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.n = 0
+        self._last: dict[str, float] = {}
+
+    def add(self, logs: dict[str, float]) -> None:
+        self.n += 1
+        for k, v in logs.items():
+            v = float(v)
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self._last[k] = v
+
+    def last(self, key: str) -> float:
+        return self._last.get(key, float("nan"))
+
+    def pop(self) -> dict[str, float]:
+        out = {k: round(v / max(self.n, 1), 6) for k, v in self.sums.items()}
+        self.sums, self.n = {}, 0
+        return out
+
+
+def _log(acc, out: Path, record: dict[str, Any]) -> None:
+    if acc.is_main_process:
+        with open(out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from."""
+    if path.is_file():
+        keep = [
+            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step
+        ]
+        path.write_text("".join(f"{ln}\n" for ln in keep))
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
