@@ -17,7 +17,16 @@ from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.stages import prepare
 
-FORMAT_FILES = {"images", "masks", "captions.jsonl", "splits", "tokenizer", "config.yaml", "manifest.json"}
+FORMAT_FILES = {
+    "images",
+    "masks",
+    "captions.jsonl",
+    "splits",
+    "tokenizer",
+    "preview.png",
+    "config.yaml",
+    "manifest.json",
+}
 
 
 def celeba_cfg(tree, **extra):

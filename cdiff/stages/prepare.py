@@ -104,6 +104,9 @@ def run(
         shutil.rmtree(partial, ignore_errors=True)
         raise InputError(f"no usable training samples in {source.name} input; check the paths")
     _write_tables(partial, records)
+    _write_preview(
+        partial, [r["id"] for r in records if r["split"] == "val"][:12] or [records[0]["id"]], data
+    )
     tokenizer = _make_tokenizer(data, [r["caption"] for r in records if r["split"] == "train"])
     tokenizer.save_pretrained(str(partial / prepared.TOKENIZER))
     # 4. manifest, then move into place
@@ -221,6 +224,24 @@ def _write_tables(out: Path, records: list[dict[str, Any]]) -> None:
     for split in ("train", "val"):
         ids = [r["id"] for r in records if r["split"] == split]
         atomic_write_text(out / prepared.SPLITS / f"{split}.txt", "".join(f"{i}\n" for i in ids))
+
+
+def _write_preview(out: Path, ids: list[str], data: Any) -> None:
+    """``preview.png``: validation images, their masks in the palette, and the two blended."""
+    import numpy as np
+    from PIL import Image
+
+    from cdiff.data.masks import colorize, read_mask
+    from cdiff.imageio import grid, save_png
+
+    tiles = []
+    for i in ids:
+        with Image.open(out / prepared.IMAGES / f"{i}.{data.image_format}") as im:
+            image = np.asarray(im.convert("RGB").resize((128, 128), Image.Resampling.LANCZOS))
+        label = read_mask(out / prepared.MASKS / f"{i}.png", size=128)
+        mask = colorize(label)
+        tiles += [image, mask, (0.55 * image + 0.45 * mask).astype(np.uint8)]
+    save_png(out / "preview.png", grid(tiles, ncol=6), {"layout": "image, mask, overlay; validation samples"})
 
 
 def _make_tokenizer(data, train_captions: list[str]):

@@ -1,0 +1,67 @@
+"""Samplers over any noise predictor ``eps(x_t, t)`` (k-diffusion style: one signature, a callback).
+
+Image k depends only on seed k: its start noise and every step's fresh noise come from its own
+generator, so batching changes nothing but speed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepInfo:
+    """What the callback sees at each step (for visualising intermediates)."""
+
+    index: int  # 0 .. steps-1
+    t: int  # the model timestep of this step
+    x_t: torch.Tensor  # the latent fed to the model at this step
+    eps: torch.Tensor  # the (combined) noise prediction
+    pred_x0: torch.Tensor  # the predicted clean latent
+
+
+def seeded_noise(
+    shape: Sequence[int], generators: list[torch.Generator], device: torch.device
+) -> torch.Tensor:
+    """One ``shape`` sample per generator, stacked: ``(len(generators), *shape)``."""
+    return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators]).to(device)
+
+
+@torch.no_grad()
+def sample(
+    eps_fn: EpsFn,
+    scheduler,
+    shape: Sequence[int],
+    seeds: Sequence[int],
+    steps: int = 50,
+    eta: float = 1.0,
+    device: torch.device | str = "cpu",
+    callback: Callable[[StepInfo], None] | None = None,
+    disable_progress: bool = True,
+) -> torch.Tensor:
+    """Run a diffusers scheduler (DDIM, DPM-Solver++) from seeded noise; returns x_0 ``(B, *shape)``."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    x = seeded_noise(shape, gens, device) * scheduler.init_noise_sigma
+    scheduler.set_timesteps(steps, device=device)
+    takes_eta = "eta" in inspect.signature(scheduler.step).parameters  # DDIM; DPM-Solver++ is deterministic
+    for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable_progress, unit="step")):
+        x_in = scheduler.scale_model_input(x, t)
+        eps = eps_fn(x_in, t.expand(x.shape[0]))
+        kwargs = {}
+        if takes_eta:
+            kwargs = {"eta": eta, "variance_noise": seeded_noise(shape, gens, device) if eta > 0 else None}
+        out = scheduler.step(eps, t, x, **kwargs)
+        if callback is not None:
+            pred_x0 = getattr(out, "pred_original_sample", None)
+            callback(StepInfo(i, int(t), x, eps, pred_x0 if pred_x0 is not None else x))
+        x = out.prev_sample
+    return x

@@ -1,0 +1,207 @@
+"""Stage ``train-unimodal``: a text- or mask-driven latent diffusion model, from scratch.
+
+1. Open the dataset and the trained VAE; encode the training images into the latent cache
+   (once); tokenize the captions or load the label maps.
+2. Train UNet + condition encoder jointly with the epsilon objective on
+   z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps (z_0 a fresh posterior sample times
+   the scale factor), dropping the condition with probability ``cond_dropout``.
+3. At intervals, sample validation conditions into a grid.
+4. Export ``<modality>/model.safetensors`` + ``config.json`` + the tokenizer, and the manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cdiff import config as cfg_mod
+from cdiff.config import Config
+from cdiff.data.prepared import TOKENIZER, PreparedDataset
+from cdiff.data.tokenizer import encode as tokenize
+from cdiff.diffusion.schedule import alphas_cumprod, q_sample
+from cdiff.models.unimodal import MODALITIES, UnimodalModel, export_unimodal
+from cdiff.models.vae import load_vae
+from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
+from cdiff.stages import latents as latent_cache
+from cdiff.stages import sampling_common as sc
+from cdiff.training.loop import CKPT, Task, fit
+
+GRID_CONDITIONS = 8
+
+
+class ConditionedLatents(Dataset):
+    """Latent posterior (mean, std) + the raw condition: token ids (text) or a label map (mask)."""
+
+    def __init__(self, lat: dict[str, torch.Tensor], conditions: torch.Tensor):
+        self.mean, self.std, self.cond = lat["mean"], lat["std"], conditions
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean[i], "std": self.std[i], "cond": self.cond[i]}
+
+
+def raw_conditions(data: PreparedDataset, ids: list[str], modality: str, max_length: int) -> torch.Tensor:
+    """Token ids ``(N, max_length)`` or label maps ``(N, H, W)`` (uint8) for ``ids``."""
+    if modality == "text":
+        records = data.records()
+        return tokenize(data.tokenizer(), [records[i]["caption"] for i in ids], max_length)
+    return torch.from_numpy(np.stack([data.label(i) for i in ids]))
+
+
+def null_condition(modality: str, like: torch.Tensor, tokenizer=None, max_length: int = 77) -> torch.Tensor:
+    """The null condition for classifier-free guidance: the empty caption, or an all-background mask."""
+    if modality == "text":
+        return tokenize(tokenizer, [""] * len(like), max_length).to(like.device)
+    return torch.zeros_like(like)
+
+
+class UnimodalTask(Task):
+    trainable = ("model",)
+
+    def __init__(self, model: UnimodalModel, cfg: Config, scale: float, null: torch.Tensor | None):
+        super().__init__()
+        self.model, self.scale, self.dropout = model, scale, cfg.unimodal.cond_dropout
+        self.register_buffer("alpha_bar", alphas_cumprod(cfg.diffusion).float(), persistent=False)
+        self.register_buffer("null", null if null is not None else torch.zeros(0), persistent=False)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
+        mean, std, cond = batch["mean"], batch["std"], batch["cond"]
+        B, dev = mean.shape[0], mean.device
+        z0 = (mean + std * torch.randn(mean.shape, generator=generator, device=dev)) * self.scale
+        t = torch.randint(0, len(self.alpha_bar), (B,), generator=generator, device=dev)
+        eps = torch.randn(z0.shape, generator=generator, device=dev)
+        if self.dropout > 0:
+            drop = torch.rand(B, generator=generator, device=dev) < self.dropout
+            null = self.null.expand_as(cond) if self.null.numel() else torch.zeros_like(cond)
+            cond = torch.where(drop.view(-1, *([1] * (cond.dim() - 1))), null, cond)
+        pred = self.model(q_sample(z0, t, eps, self.alpha_bar), t, self.model.encode(cond))
+        return F.mse_loss(pred.float(), eps), {}
+
+
+@dataclass
+class UnimodalReport:
+    out: Path
+    modality: str
+    steps: int
+    wall_time_s: float
+    samples_per_s: float
+    parameters: dict[str, int]
+    final_loss: float
+
+
+def parameter_counts(cfg: Config, modality: str, vocab_size: int | None = None) -> dict[str, int]:
+    """Exact counts, built on the meta device (no memory)."""
+    vocab = vocab_size or cfg.unimodal.text_encoder.vocab_size or 30522
+    latent = cfg.data.resolution // 2 ** (len(cfg.vae.block_out_channels) - 1)
+    with torch.device("meta"):
+        counts = UnimodalModel(
+            cfg.unimodal, modality, cfg.vae.latent_channels, latent, vocab
+        ).parameter_counts()
+    if modality == "text" and not cfg.unimodal.text_encoder.output_layer:
+        w = cfg.unimodal.text_encoder.width
+        counts["release's unused text output layer (not built)"] = w * vocab + vocab
+    return counts
+
+
+def run(
+    cfg: Config,
+    modality: str,
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    log=print,
+) -> UnimodalReport:
+    t0 = time.perf_counter()
+    # 1. inputs
+    data = PreparedDataset.open(data_dir)
+    vae_dir = run_dir / "vae"
+    require_stage(vae_dir, "train-vae", f"cdiff train-vae --run {run_dir}")
+    _, vae_meta = load_vae(vae_dir)
+    lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
+    train_ids = data.split("train")
+    max_len = cfg.unimodal.text_encoder.max_length
+    cond = raw_conditions(data, train_ids, modality, max_len)
+    tokenizer = data.tokenizer() if modality == "text" else None
+    vocab = len(tokenizer) if tokenizer is not None else None
+    model = UnimodalModel(cfg.unimodal, modality, vae_meta["latent_channels"], vae_meta["latent_size"], vocab)
+    null = (
+        null_condition(modality, cond[:1], tokenizer, max_len)[0] if cfg.unimodal.cond_dropout > 0 else None
+    )
+    task = UnimodalTask(model, cfg, vae_meta["scale_factor"], null)
+    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+
+    # 2-3. train, with validation grids
+    val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
+    val_cond = raw_conditions(data, val_ids, modality, max_len)
+    vae, _ = load_vae(vae_dir)
+
+    def on_sample(step: int, t: Task) -> None:
+        t.model.eval()
+        images = sc.generate_images(
+            t.model,
+            vae,
+            vae_meta,
+            cfg,
+            val_cond,
+            seeds=list(range(len(val_ids))),
+            steps=min(cfg.sample.steps, 25),
+        )
+        t.model.train()
+        sc.save_condition_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, modality, images)
+
+    result = fit(
+        task, ConditionedLatents(lat, cond), cfg.unimodal.train, partial, resume=resume, on_sample=on_sample
+    )
+
+    # 4. export
+    model.eval()
+    meta = {
+        "latent_channels": vae_meta["latent_channels"],
+        "latent_size": vae_meta["latent_size"],
+        "scale_factor": vae_meta["scale_factor"],
+        "vocab_size": vocab,
+        "diffusion": cfg_mod.to_dict(cfg.diffusion),
+        "resolution": vae_meta["resolution"],
+    }
+    export_unimodal(partial, model, meta)
+    if tokenizer is not None:
+        shutil.copytree(data.root / TOKENIZER, partial / TOKENIZER, dirs_exist_ok=True)
+    (partial / CKPT).unlink(missing_ok=True)
+    counts = model.parameter_counts()
+    final_loss = sc.last_metric(partial, "loss")
+    manifest = make_manifest(
+        f"train-unimodal-{modality}",
+        cfg_mod.to_dict(cfg),
+        {
+            "data": {"path": str(data_dir), "outputs": data.manifest["outputs"]},
+            "vae": {
+                "path": str(vae_dir),
+                "sha256": read_manifest(vae_dir)["outputs"]["model.safetensors"]["sha256"],
+            },
+        },
+        {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
+        time.perf_counter() - t0,
+        metrics={"steps": result.step, "final_loss": final_loss, "samples_per_s": result.samples_per_s},
+        parameters=counts,
+    )
+    finish_stage(partial, out, manifest)
+    return UnimodalReport(
+        out, modality, result.step, time.perf_counter() - t0, result.samples_per_s, counts, final_loss
+    )
+
+
+__all__ = ["MODALITIES", "parameter_counts", "run"]
