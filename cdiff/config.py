@@ -109,6 +109,9 @@ class UNetConfig:
     time_injection: Literal["additive", "adaln"] = "additive"
     out_channels: int | None = None  # default: the latent channels
     zero_out: bool = False  # zero-initialise the output convolution
+    global_condition: bool = (
+        False  # demo option: attention-pooled condition tokens added to the time embedding
+    )
 
 
 @dataclass
@@ -143,6 +146,8 @@ class UnimodalConfig:
     mask_tokens: int = 32  # r: the one-hot mask is r x r, flattened to [19, r*r]
     mask_concat: bool = False  # demo option: also concatenate the one-hot mask to the UNet input
     cond_dropout: float = 0.0  # probability of the null condition (> 0 enables guidance)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30 % slower
+    snr_gamma: float | None = None  # Min-SNR-gamma loss weighting (e.g. 5); None = plain MSE (the paper)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -108,6 +108,11 @@ class PreparedDataset:
         return json.loads((self.root / "manifest.json").read_text())
 
     @cached_property
+    def resolution(self) -> int:
+        """Image and mask size in pixels, as prepared (later stages use this, not their own config)."""
+        return int(self.manifest["config"]["data"]["resolution"])
+
+    @cached_property
     def image_format(self) -> str:
         return self.manifest["config"]["data"]["image_format"]
 

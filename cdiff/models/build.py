@@ -45,7 +45,9 @@ def build_unet(
 
     ``cfg.heads`` is the number of attention heads (diffusers calls it ``attention_head_dim``).
     ``time_injection``: ``additive`` adds the timestep embedding to the features (the release);
-    ``adaln`` scales and shifts the normalised features by it (seed eq. 2).
+    ``adaln`` scales and shifts the normalised features by it (seed eq. 2). ``global_condition``
+    (a demo option, off at paper scale) also adds the attention-pooled condition tokens to the
+    timestep embedding, which lets a small model pick up global attributes (age, beard) sooner.
     """
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
@@ -64,6 +66,8 @@ def build_unet(
         flip_sin_to_cos=True,
         freq_shift=0,
         resnet_time_scale_shift="scale_shift" if cfg.time_injection == "adaln" else "default",
+        addition_embed_type="text" if cfg.global_condition else None,
+        addition_embed_type_num_heads=cfg.heads,
     )
     if cfg.zero_out:
         nn.init.zeros_(unet.conv_out.weight)

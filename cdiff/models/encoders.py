@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from cdiff.config import TextEncoderConfig
@@ -65,13 +66,17 @@ class TextEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.to_logits = nn.Linear(cfg.width, cfg.vocab_size) if cfg.output_layer else None
+        self.checkpointing = False  # recompute block activations in backward (saves memory)
 
     def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """``pad`` (B, T) bool marks padding keys to ignore; the release attends to all 77 (None)."""
         T = ids.shape[1]
         x = self.token_emb(ids) + self.pos_emb(torch.arange(T, device=ids.device))  # (B, T, C)
         for block in self.blocks:
-            x = block(x, pad)
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, pad, use_reentrant=False)
+            else:
+                x = block(x, pad)
         return self.norm(x)
 
 

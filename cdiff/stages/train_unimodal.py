@@ -64,12 +64,19 @@ def null_condition(modality: str, like: torch.Tensor, tokenizer=None, max_length
     return torch.zeros_like(like)
 
 
+def min_snr_weight(alpha_bar_t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights for epsilon-prediction (Hang et al. 2023): min(SNR, gamma) / SNR."""
+    snr = alpha_bar_t / (1 - alpha_bar_t)
+    return snr.clamp(max=gamma) / snr
+
+
 class UnimodalTask(Task):
     trainable = ("model",)
 
     def __init__(self, model: UnimodalModel, cfg: Config, scale: float, null: torch.Tensor | None):
         super().__init__()
         self.model, self.scale, self.dropout = model, scale, cfg.unimodal.cond_dropout
+        self.snr_gamma = cfg.unimodal.snr_gamma
         self.register_buffer("alpha_bar", alphas_cumprod(cfg.diffusion).float(), persistent=False)
         self.register_buffer("null", null if null is not None else torch.zeros(0), persistent=False)
 
@@ -86,7 +93,10 @@ class UnimodalTask(Task):
             null = self.null.expand_as(cond) if self.null.numel() else torch.zeros_like(cond)
             cond = torch.where(drop.view(-1, *([1] * (cond.dim() - 1))), null, cond)
         pred = self.model(q_sample(z0, t, eps, self.alpha_bar), t, self.model.encode(cond))
-        return F.mse_loss(pred.float(), eps), {}
+        if self.snr_gamma is None:
+            return F.mse_loss(pred.float(), eps), {}
+        per_sample = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))
+        return (min_snr_weight(self.alpha_bar[t], self.snr_gamma) * per_sample).mean(), {}
 
 
 @dataclass

@@ -131,7 +131,7 @@ def run(
     val_l1, val_psnr = (val_x - rec).abs().mean().item(), psnr(val_x, rec)
 
     # 4. export
-    export_vae(partial, vae, cfg.vae, scale, cfg.data.resolution)
+    export_vae(partial, vae, cfg.vae, scale, data.resolution)
     (partial / CKPT).unlink(missing_ok=True)
     tiles = [to_uint8(v) for pair in zip(val_x, rec, strict=True) for v in pair]
     save_png(partial / "reconstructions.png", grid(tiles, ncol=4), {"rows": "input, reconstruction pairs"})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,7 +109,10 @@ def fit(
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    acc = Accelerator(  # cpu=True on CPU-only machines lets torchrun/accelerate launch run gloo data parallelism
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=no_accelerator
+    )
     out.mkdir(parents=True, exist_ok=True)
     params = [p for m in task.trainable_modules().values() for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
@@ -140,6 +144,7 @@ def fit(
         total=cfg.steps,
         initial=start,
         disable=not (show_progress and acc.is_main_process),
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # quieter in log files
         unit="step",
         dynamic_ncols=True,
     )
