@@ -355,7 +355,7 @@ def generate(
         solver.value,
         batch_size,
     )
-    folder, n, wall = stage.run(cfg, req, run or default_run_dir(config), out)
+    folder, n, wall = stage.run(cfg, req, run or default_run_dir(config), out, force=force)
     out_console.print(f"wrote {n} images and grid.png to {folder} in {wall:.1f} s", highlight=False)
 
 

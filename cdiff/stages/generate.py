@@ -29,7 +29,7 @@ from cdiff.models.unimodal import TOKENIZER, load_unimodal
 from cdiff.models.vae import load_vae
 from cdiff.rundir import atomic_write_json, make_manifest, require_stage
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.train_unimodal import null_condition
+from cdiff.stages.conditions import null_condition
 
 
 @dataclass
@@ -54,14 +54,14 @@ def next_output_dir(root: Path) -> Path:
     return root / f"{max(taken, default=-1) + 1:03d}"
 
 
-def _conditions(req: GenerateRequest, run_dir: Path, model_dir: Path, latent_res: int):
+def _conditions(req: GenerateRequest, run_dir: Path, model_dir: Path, resolution: int, max_length: int):
     """(raw condition tensor, description per condition)."""
     if req.modality == "text":
         texts = req.texts or _val_conditions(run_dir, "text", req.val_conditions)
         tok = load_tokenizer(model_dir / TOKENIZER)
-        return tokenize(tok, texts, 77), texts, tok
+        return tokenize(tok, texts, max_length), texts, tok
     if req.masks:
-        labels = [read_mask(p, size=latent_res) for p in req.masks]
+        labels = [read_mask(p, size=resolution) for p in req.masks]
         return torch.from_numpy(np.stack(labels)), [str(p) for p in req.masks], None
     ids = _val_conditions(run_dir, "mask", req.val_conditions)
     data = PreparedDataset.open(run_dir / "data")
@@ -81,8 +81,12 @@ def _val_conditions(run_dir: Path, modality: str, n: int) -> list[str]:
     return ids
 
 
-def run(cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None) -> tuple[Path, int, float]:
+def run(
+    cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None, force: bool = False
+) -> tuple[Path, int, float]:
     t0 = time.perf_counter()
+    if out is not None and out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
     # 1. models
     model_dir = run_dir / req.modality
     require_stage(
@@ -91,9 +95,8 @@ def run(cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None) -> t
         f"cdiff train-unimodal --modality {req.modality} --run {run_dir}",
     )
     model, meta = load_unimodal(model_dir)
-    cfg.diffusion = cfg_mod.build(
-        cfg_mod.DiffusionConfig, meta["diffusion"]
-    )  # the schedule it was trained with
+    # sample with the schedule the model was trained with
+    cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, meta["diffusion"])
     vae, vae_meta = load_vae(run_dir / "vae")
     if req.guidance != 1.0 and meta["unimodal"]["cond_dropout"] <= 0:
         raise InputError(
@@ -103,11 +106,12 @@ def run(cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None) -> t
     if req.solver not in sc.SOLVERS:
         raise InputError(f"unknown --solver '{req.solver}'; choose {', '.join(sc.SOLVERS)}")
     # 2. conditions, each repeated for num seeds
-    raw, described, tok = _conditions(req, run_dir, model_dir, vae_meta["resolution"])
+    max_length = meta["unimodal"]["text_encoder"]["max_length"]
+    raw, described, tok = _conditions(req, run_dir, model_dir, vae_meta["resolution"], max_length)
     seeds = [req.seed + k for k in range(req.num)]
     raw_all = raw.repeat_interleave(req.num, dim=0)
     seeds_all = seeds * len(described)
-    null = null_condition(req.modality, raw[:1], tok)[0] if req.guidance != 1.0 else None
+    null = null_condition(req.modality, raw[:1], tok, max_length)[0] if req.guidance != 1.0 else None
     # 3. sample
     images = sc.generate_images(
         model,
@@ -125,8 +129,6 @@ def run(cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None) -> t
     )
     # 4. write
     out = out or next_output_dir(run_dir / "samples")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} is not empty; choose another --out")
     settings = {
         "modality": req.modality,
         "steps": req.steps or cfg.sample.steps,

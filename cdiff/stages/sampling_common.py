@@ -68,11 +68,9 @@ def generate_images(
     return out
 
 
-def condition_tile(data: PreparedDataset | None, label: np.ndarray | None, size: int) -> np.ndarray:
+def condition_tile(label: np.ndarray, size: int) -> np.ndarray:
     """A picture of a mask condition (palette colours), resized to ``size``."""
-    return (
-        colorize(resize_label(label, size)) if label is not None else np.full((size, size, 3), 255, np.uint8)
-    )
+    return colorize(resize_label(label, size))
 
 
 def save_condition_grid(
@@ -83,8 +81,10 @@ def save_condition_grid(
     tiles: list[np.ndarray] = []
     records = data.records()
     for sample_id, im in zip(ids, images, strict=True):
-        label = data.label(sample_id) if modality == "mask" else None
-        tiles += [condition_tile(data, label, size) if modality == "mask" else data.image(sample_id), im]
+        tiles += [
+            condition_tile(data.label(sample_id), size) if modality == "mask" else data.image(sample_id),
+            im,
+        ]
     meta = {
         "layout": "pairs: condition (mask) or the caption's source image (text), sample",
         "captions": [records[i]["caption"] for i in ids],

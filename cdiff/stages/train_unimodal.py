@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -24,13 +23,13 @@ from torch.utils.data import Dataset
 from cdiff import config as cfg_mod
 from cdiff.config import Config
 from cdiff.data.prepared import TOKENIZER, PreparedDataset
-from cdiff.data.tokenizer import encode as tokenize
 from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.models.unimodal import MODALITIES, UnimodalModel, export_unimodal
 from cdiff.models.vae import load_vae
 from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
+from cdiff.stages.conditions import null_condition, raw_conditions
 from cdiff.training.loop import CKPT, Task, fit
 
 GRID_CONDITIONS = 8
@@ -47,21 +46,6 @@ class ConditionedLatents(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"mean": self.mean[i], "std": self.std[i], "cond": self.cond[i]}
-
-
-def raw_conditions(data: PreparedDataset, ids: list[str], modality: str, max_length: int) -> torch.Tensor:
-    """Token ids ``(N, max_length)`` or label maps ``(N, H, W)`` (uint8) for ``ids``."""
-    if modality == "text":
-        records = data.records()
-        return tokenize(data.tokenizer(), [records[i]["caption"] for i in ids], max_length)
-    return torch.from_numpy(np.stack([data.label(i) for i in ids]))
-
-
-def null_condition(modality: str, like: torch.Tensor, tokenizer=None, max_length: int = 77) -> torch.Tensor:
-    """The null condition for classifier-free guidance: the empty caption, or an all-background mask."""
-    if modality == "text":
-        return tokenize(tokenizer, [""] * len(like), max_length).to(like.device)
-    return torch.zeros_like(like)
 
 
 def min_snr_weight(alpha_bar_t: torch.Tensor, gamma: float) -> torch.Tensor:

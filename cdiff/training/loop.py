@@ -174,7 +174,7 @@ def fit(
             ema.step(params)
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss=f"{logs_acc.last('loss'):.4f}", samples_s=f"{rate:.1f}")
+        bar.set_postfix(loss=f"{logs_acc.last('loss'):.4f}", samples_s=f"{rate:.1f}", refresh=False)
         elapsed = elapsed_before + time.perf_counter() - t0
         if step % cfg.log_every == 0 or step == cfg.steps:
             _log(
