@@ -246,6 +246,16 @@ def train_vae(
     out_console.print(table)
 
 
+def _prepared_vocab(folder: Path) -> int | None:
+    """The prepared tokenizer's vocabulary size, if the dataset exists."""
+    from cdiff.data.prepared import PreparedDataset
+
+    try:
+        return len(PreparedDataset.open(folder).tokenizer())
+    except InputError:
+        return None
+
+
 class Modality(StrEnum):
     text = "text"
     mask = "mask"
@@ -277,7 +287,10 @@ def train_unimodal(
     run_dir = run or default_run_dir(config)
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        _print_parameters(stage.parameter_counts(cfg, modality.value))
+        vocab = _prepared_vocab(data or run_dir / "data") if modality is Modality.text else None
+        if modality is Modality.text and vocab is None and cfg.unimodal.text_encoder.vocab_size is None:
+            err_console.print("note: no prepared tokenizer yet; counting with BERT's 30,522-token vocabulary")
+        _print_parameters(stage.parameter_counts(cfg, modality.value, vocab))
         return
     report = stage.run(
         cfg,
