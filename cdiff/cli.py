@@ -189,13 +189,20 @@ ResumeOpt = Annotated[
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder. [default: RUN/data]")]
 
 
-def _print_parameters(counts: dict[str, int]) -> None:
-    table = Table(title="parameters")
-    table.add_column("model")
-    table.add_column("parameters", justify="right")
-    for name, n in counts.items():
-        table.add_row(name, f"{n:,}")
+def _print_table(
+    title: str, rows: list[tuple[str, str]], header: tuple[str, str] = ("what", "value")
+) -> None:
+    """A two-column rich summary table on stdout."""
+    table = Table(title=title)
+    table.add_column(header[0])
+    table.add_column(header[1], justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
     out_console.print(table)
+
+
+def _print_parameters(counts: dict[str, int]) -> None:
+    _print_table("parameters", [(name, f"{n:,}") for name, n in counts.items()], ("model", "parameters"))
 
 
 @app.command("train-vae")
@@ -230,20 +237,18 @@ def train_vae(
         resume=resume,
         log=lambda m: err_console.print(m, highlight=False),
     )
-    table = Table(title=f"VAE → {report.out}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for name, value in [
-        ("steps", f"{report.steps}"),
-        ("parameters", f"{report.parameters:,}"),
-        ("validation L1", f"{report.val_l1:.4f}"),
-        ("validation PSNR", f"{report.val_psnr:.2f} dB"),
-        ("latent scale factor", f"{report.scale_factor:.4f}"),
-        ("samples/s", f"{report.samples_per_s:.1f}"),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
-    ]:
-        table.add_row(name, value)
-    out_console.print(table)
+    _print_table(
+        f"VAE → {report.out}",
+        [
+            ("steps", f"{report.steps}"),
+            ("parameters", f"{report.parameters:,}"),
+            ("validation L1", f"{report.val_l1:.4f}"),
+            ("validation PSNR", f"{report.val_psnr:.2f} dB"),
+            ("latent scale factor", f"{report.scale_factor:.4f}"),
+            ("samples/s", f"{report.samples_per_s:.1f}"),
+            ("wall time", f"{report.wall_time_s:.1f} s"),
+        ],
+    )
 
 
 def _prepared_vocab(folder: Path) -> int | None:
@@ -302,19 +307,16 @@ def train_unimodal(
         resume=resume,
         log=lambda m: err_console.print(m, highlight=False),
     )
-    table = Table(title=f"{modality.value} model → {report.out}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for name, n in report.parameters.items():
-        table.add_row(f"parameters: {name}", f"{n:,}")
-    for name, value in [
-        ("steps", f"{report.steps}"),
-        ("final loss", f"{report.final_loss:.4f}"),
-        ("samples/s", f"{report.samples_per_s:.1f}"),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
-    ]:
-        table.add_row(name, value)
-    out_console.print(table)
+    _print_table(
+        f"{modality.value} model → {report.out}",
+        [
+            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
+            ("steps", f"{report.steps}"),
+            ("final loss", f"{report.final_loss:.4f}"),
+            ("samples/s", f"{report.samples_per_s:.1f}"),
+            ("wall time", f"{report.wall_time_s:.1f} s"),
+        ],
+    )
 
 
 @app.command()
@@ -373,18 +375,15 @@ def generate(
 
 
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:
-    table = Table(title=f"prepared {cfg.data.source} data → {report.out}", show_header=True)
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for split in ("train", "val"):
-        table.add_row(f"kept: {split}", str(report.kept.get(split, 0)))
-    for reason, n in sorted(report.skipped.items()):
-        table.add_row(f"skipped: {reason}", str(n))
+    rows = [(f"kept: {split}", str(report.kept.get(split, 0))) for split in ("train", "val")]
+    rows += [(f"skipped: {reason}", str(n)) for reason, n in sorted(report.skipped.items())]
     if report.resumed_from:
-        table.add_row("resumed (already done)", str(report.resumed_from))
-    table.add_row("tokenizer vocabulary", f"{report.vocab_size} ({cfg.data.tokenizer})")
-    table.add_row("wall time", f"{report.wall_time_s:.1f} s")
-    out_console.print(table)
+        rows.append(("resumed (already done)", str(report.resumed_from)))
+    rows += [
+        ("tokenizer vocabulary", f"{report.vocab_size} ({cfg.data.tokenizer})"),
+        ("wall time", f"{report.wall_time_s:.1f} s"),
+    ]
+    _print_table(f"prepared {cfg.data.source} data → {report.out}", rows, ("what", "count"))
 
 
 class _progress:
