@@ -11,7 +11,8 @@ from cdiff.data.prepared import PreparedDataset
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` → float ``(3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    x = torch.from_numpy(np.array(image, copy=True))  # a copy: arrays read from PIL are read-only
+    return x.permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

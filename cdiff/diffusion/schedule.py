@@ -24,29 +24,28 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alpha_bar: to
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
+def _schedule(cfg: DiffusionConfig) -> dict:
+    """The training schedule in diffusers' terms, shared by every sampler."""
+    return {
+        "num_train_timesteps": cfg.timesteps,
+        "beta_start": cfg.beta_start,
+        "beta_end": cfg.beta_end,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon",
+    }
+
+
 def ddim_scheduler(cfg: DiffusionConfig) -> DDIMScheduler:
     """DDIM set up as the release samples: "leading" spacing with offset 1 (t = 1, 21, ..., 981 for 50 steps)."""
     return DDIMScheduler(
-        num_train_timesteps=cfg.timesteps,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        beta_schedule="scaled_linear",
+        **_schedule(cfg),
         timestep_spacing="leading",
         steps_offset=1,
         clip_sample=False,
         set_alpha_to_one=False,
-        prediction_type="epsilon",
     )
 
 
 def dpm_solver(cfg: DiffusionConfig) -> DPMSolverMultistepScheduler:
     """DPM-Solver++ (2M), a faster sampler over the same schedule."""
-    return DPMSolverMultistepScheduler(
-        num_train_timesteps=cfg.timesteps,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        beta_schedule="scaled_linear",
-        algorithm_type="dpmsolver++",
-        solver_order=2,
-        prediction_type="epsilon",
-    )
+    return DPMSolverMultistepScheduler(**_schedule(cfg), algorithm_type="dpmsolver++", solver_order=2)
