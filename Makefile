@@ -41,7 +41,7 @@ demo-train: $(STAMP)
 	stage data $(CDIFF) prepare --config demo --run $(DEMO_RUN) && \
 	stage vae $(CDIFF) train-vae --config demo --run $(DEMO_RUN) --resume && \
 	stage text $(CDIFF) train-unimodal --modality text --config demo --run $(DEMO_RUN) --resume && \
-	stage mask $(CDIFF) train-unimodal --modality mask --config demo --run $(DEMO_RUN) --resume --minutes 15 && \
+	stage mask $(CDIFF) train-unimodal --modality mask --config demo --run $(DEMO_RUN) --resume --steps 3000 && \
 	rm -rf $(DEMO_RUN)/samples/demo-text $(DEMO_RUN)/samples/demo-mask && \
 	$(CDIFF) generate --modality text --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_RUN)/samples/demo-text && \
 	$(CDIFF) generate --modality mask --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_RUN)/samples/demo-mask && \
