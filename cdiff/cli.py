@@ -319,13 +319,109 @@ def train_unimodal(
     )
 
 
+@app.command("train-diffuser")
+@handle_errors
+def train_diffuser(
+    data: DataOpt = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps. [default: the preset's]")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
+    resume: ResumeOpt = False,
+    config: ConfigOpt = "demo",
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Train the dynamic diffusers over the frozen uni-modal models (diffuser.modalities)."""
+    from cdiff.stages import train_diffuser as stage
+
+    cfg = resolve(config, {"diffuser.train.steps": steps, "diffuser.train.minutes": minutes}, set_)
+    run_dir = run or default_run_dir(config)
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        _print_parameters(stage.parameter_counts(cfg))
+        return
+    report = stage.run(
+        cfg,
+        run_dir,
+        data or run_dir / "data",
+        run_dir / "diffuser",
+        force=force,
+        resume=resume,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    _print_table(
+        f"dynamic diffusers → {report.out}",
+        [
+            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
+            ("steps", f"{report.steps}"),
+            ("final loss (collaborative)", f"{report.final_loss:.4f}"),
+            ("same batches, plain average of the experts", f"{report.final_loss_average:.4f}"),
+            ("samples/s", f"{report.samples_per_s:.1f}"),
+            ("wall time", f"{report.wall_time_s:.1f} s"),
+        ],
+    )
+
+
+class Method(StrEnum):
+    collaborative = "collaborative"
+    composable = "composable"
+    text = "text"
+    mask = "mask"
+
+
+class Reweight(StrEnum):
+    none = "none"
+    released = "released"
+
+
+def _floats(value: str | None, option: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise InputError(f"{option} expects comma-separated numbers, e.g. 0.5,0.5; got '{value}'") from None
+
+
 @app.command()
 @handle_errors
 def generate(
-    modality: Annotated[Modality, typer.Option(help="Which model to sample.")],
     text: Annotated[list[str] | None, typer.Option("--text", help="A caption (repeatable).")] = None,
     mask: Annotated[
-        list[Path] | None, typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt.")
+        list[Path] | None,
+        typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt (repeatable)."),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file", help='JSONL, one condition set per line: {"mask": "m.png", "text": "..."}.'
+        ),
+    ] = None,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="collaborative (dynamic diffusers), composable (fixed weights), text or mask only."
+        ),
+    ] = Method.collaborative,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="composable: one weight per modality in diffuser.modalities order. [default: equal]"
+        ),
+    ] = None,
+    reweight: Annotated[
+        Reweight | None,
+        typer.Option(
+            help="collaborative: 'released' applies the release's mask-early/text-late schedule. "
+            "[default: sample.reweight]"
+        ),
+    ] = None,
+    influence_every: Annotated[
+        int | None,
+        typer.Option(
+            help="collaborative: run the diffusers every k steps, reuse their maps between. [default: 1]"
+        ),
     ] = None,
     num: Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")] = 4,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
@@ -338,6 +434,12 @@ def generate(
     batch_size: Annotated[
         int | None, typer.Option(help="Images per forward pass (results do not depend on it).")
     ] = None,
+    save_intermediates: Annotated[
+        bool,
+        typer.Option(
+            "--save-intermediates", help="Keep each step's influence maps, x_t and x_0 (for visualize)."
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Output folder. [default: RUN/samples/NNN]")] = None,
     config: ConfigOpt = "demo",
     run: RunOpt = None,
@@ -345,33 +447,40 @@ def generate(
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Sample faces from a trained uni-modal model; without --text/--mask, from validation conditions."""
+    """Generate faces from a mask and a caption together (collaborative), or from one of them.
+
+    Without conditions, the first validation pairs of the run's data are used.
+    """
     from cdiff.stages import generate as stage
 
     cfg = resolve(config, {}, set_)
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
         return
-    if modality is Modality.text and mask or modality is Modality.mask and text:
-        raise InputError(
-            f"--modality {modality.value} takes {'--text' if modality is Modality.text else '--mask'}"
-        )
-    if num < 1:
-        raise InputError("--num must be at least 1")
     req = stage.GenerateRequest(
-        modality.value,
-        list(text or []),
-        list(mask or []),
-        num,
-        seed,
-        steps,
-        eta,
-        guidance,
-        solver.value,
-        batch_size,
+        method=method.value,
+        texts=list(text or []),
+        masks=list(mask or []),
+        pairs=stage.read_pairs_file(from_file) if from_file is not None else [],
+        num=num,
+        seed=seed,
+        steps=steps,
+        eta=eta,
+        guidance=guidance,
+        solver=solver.value,
+        batch_size=batch_size,
+        weights=_floats(weights, "--weights"),
+        reweight=reweight.value if reweight is not None else None,
+        influence_every=influence_every,
+        save_intermediates=save_intermediates,
     )
-    folder, n, wall = stage.run(cfg, req, run or default_run_dir(config), out, force=force)
-    out_console.print(f"wrote {n} images and grid.png to {folder} in {wall:.1f} s", highlight=False)
+    result = stage.run(cfg, req, run or default_run_dir(config), out, force=force)
+    for note in result.notes:
+        err_console.print(f"note: {note}", highlight=False)
+    out_console.print(
+        f"wrote {len(result.images)} images and grid.png to {result.out} in {result.wall_time_s:.1f} s",
+        highlight=False,
+    )
 
 
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:

@@ -151,14 +151,42 @@ class UnimodalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def _diffuser_unet() -> UNetConfig:
+    return UNetConfig(
+        block_out_channels=(32, 64, 96, 160),
+        heads=32,
+        time_injection="adaln",
+        out_channels=1,
+        zero_out=True,
+    )
+
+
+@dataclass
+class DiffuserConfig:
+    """Dynamic diffusers (seed §A.1): one small UNet per modality predicting influence logits I_m.
+
+    Each sees the noisy latent, the timestep and its own modality's condition tokens (from the
+    frozen expert's encoder) by cross-attention; its output convolution starts at zero, so
+    training starts from the plain average of the experts. ``unet.cross_attention_dim`` must
+    equal the experts' token width; ``out_channels`` and ``zero_out`` are always 1 and true.
+    """
+
+    modalities: tuple[str, ...] = ("mask", "text")  # any number >= 2 of the trained experts
+    unet: UNetConfig = field(default_factory=_diffuser_unet)
+    expert_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the frozen experts' weights
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
 @dataclass
 class SampleConfig:
-    """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance)."""
+    """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance; its re-weighting is an option)."""
 
     steps: int = 50
     eta: float = 1.0
     guidance: float = 1.0
     batch_size: int = 8
+    reweight: Literal["none", "released"] = "none"  # the release's inference-only mask/text schedule
+    influence_every: int = 1  # run the dynamic diffusers every k steps, reusing their maps between
 
 
 @dataclass
@@ -170,6 +198,7 @@ class Config:
     vae: VAEConfig = field(default_factory=VAEConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     unimodal: UnimodalConfig = field(default_factory=UnimodalConfig)
+    diffuser: DiffuserConfig = field(default_factory=DiffuserConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 

@@ -35,6 +35,14 @@ TINY = [
     "unimodal.train.batch_size=8",
     "unimodal.train.lr=1e-3",
     "unimodal.cond_dropout=0.2",
+    "diffuser.unet.block_out_channels=[8,16]",
+    "diffuser.unet.layers_per_block=1",
+    "diffuser.unet.attention=[false,true]",
+    "diffuser.unet.heads=2",
+    "diffuser.unet.norm_num_groups=4",
+    "diffuser.unet.cross_attention_dim=32",
+    "diffuser.train.batch_size=8",
+    "diffuser.train.lr=1e-3",
     "sample.batch_size=3",
 ]
 
@@ -56,6 +64,8 @@ def run_dir(tmp_path_factory):
     for modality in ("text", "mask"):
         r = cli("train-unimodal", "--modality", modality, "--run", run, "--steps", 4)
         assert r.exit_code == 0, r.output
+    r = cli("train-diffuser", "--run", run, "--steps", 3)
+    assert r.exit_code == 0, r.output
     return run
 
 
@@ -80,7 +90,7 @@ def test_stage_outputs(run_dir):
 def test_generate_text_is_seeded_and_batch_invariant(run_dir, tmp_path):
     args = [
         "generate",
-        "--modality",
+        "--method",
         "text",
         "--run",
         run_dir,
@@ -100,7 +110,7 @@ def test_generate_text_is_seeded_and_batch_invariant(run_dir, tmp_path):
         b = np.asarray(Image.open(tmp_path / "b" / f"{seed:06d}.png")).astype(int)
         assert np.abs(a - b).max() <= 1  # same seed, same image, whatever the batch size
     meta = read_png_metadata(tmp_path / "a" / "000008.png")
-    assert meta["condition"] == "He is an elderly." and meta["seed"] == "8"
+    assert json.loads(meta["conditions"]) == {"text": "He is an elderly."} and meta["seed"] == "8"
     assert json.loads(meta["settings"])["eta"] == 1.0
     different = np.asarray(Image.open(tmp_path / "a" / "000007.png")).astype(int)
     assert np.abs(different - np.asarray(Image.open(tmp_path / "a" / "000009.png")).astype(int)).max() > 5
@@ -112,7 +122,7 @@ def test_generate_mask_file_guidance_and_default_folder(run_dir, tmp_path):
     masks.write_mask(tmp_path / "m.png", label)
     r = cli(
         "generate",
-        "--modality",
+        "--method",
         "mask",
         "--run",
         run_dir,
@@ -136,9 +146,19 @@ def test_generate_mask_file_guidance_and_default_folder(run_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["generate", "--modality", "text", "--mask", "x.png"], "--modality text takes --text"),
-        (["generate", "--modality", "mask", "--mask", "/nonexistent.png"], "mask file not found"),
-        (["generate", "--modality", "text", "--solver", "euler"], "Invalid value"),
+        (["generate", "--method", "text", "--mask", "x.png"], "--method text does not use --mask"),
+        (["generate", "--method", "mask", "--mask", "/nonexistent.png"], "mask file not found"),
+        (["generate", "--method", "text", "--solver", "euler"], "Invalid value"),
+        (["generate", "--mask", "/nonexistent.png"], "--text is missing"),
+        (
+            ["generate", "--text", "a", "--text", "b", "--text", "c", "--mask", "m1", "--mask", "m2"],
+            "paired by position",
+        ),
+        (["generate", "--method", "text", "--weights", "1,0"], "multi-modal methods only"),
+        (["generate", "--method", "composable", "--weights", "1,0,1"], "--weights needs 2 numbers"),
+        (["generate", "--method", "composable", "--weights", "a,b"], "comma-separated numbers"),
+        (["generate", "--method", "collaborative", "--weights", "1,0"], "for --method composable"),
+        (["generate", "--method", "composable", "--reweight", "released"], "collaborative only"),
     ],
 )
 def test_generate_bad_input(run_dir, args, message):
@@ -153,7 +173,128 @@ def test_missing_stage_says_what_to_run(tmp_path):
     )
     r = cli("train-unimodal", "--modality", "text", "--run", tmp_path, "--steps", 1)
     assert r.exit_code == 2 and "run `cdiff train-vae --run" in r.output
-    r = cli("generate", "--modality", "mask", "--run", tmp_path)
+    r = cli("generate", "--method", "mask", "--run", tmp_path)
     assert r.exit_code == 2 and "cdiff train-unimodal --modality mask" in r.output
+    r = cli("train-diffuser", "--run", tmp_path)
+    assert r.exit_code == 2 and "run `cdiff train-vae --run" in r.output
     r = cli("train-vae", "--run", tmp_path / "nothing")
     assert r.exit_code == 2 and "cdiff prepare" in r.output
+
+
+# ---- collaboration --------------------------------------------------------------------------
+
+
+def _mask_file(tmp_path, size=64):
+    label = np.zeros((size, size), np.uint8)
+    label[size // 6 : size - size // 6, size // 4 : size - size // 4] = 1
+    label[: size // 5] = 13  # hair
+    masks.write_mask(tmp_path / "m.png", label)
+    return tmp_path / "m.png"
+
+
+def _png(path):
+    return np.asarray(Image.open(path)).astype(int)
+
+
+def test_train_diffuser_outputs(run_dir):
+    manifest = json.loads((run_dir / "diffuser" / "manifest.json").read_text())
+    assert manifest["stage"] == "train-diffuser" and manifest["metrics"]["steps"] == 3
+    assert set(manifest["parameters"]) == {"mask dynamic diffuser", "text dynamic diffuser"}
+    record = json.loads((run_dir / "diffuser" / "config.json").read_text())
+    assert record["diffuser"]["modalities"] == ["mask", "text"] and set(record["experts"]) == {"mask", "text"}
+    lines = [json.loads(x) for x in (run_dir / "diffuser" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "loss_average", "w_mask", "w_text"} <= set(lines[-1])
+    assert abs(lines[-1]["w_mask"] + lines[-1]["w_text"] - 1) < 1e-5
+    assert list((run_dir / "diffuser" / "samples").glob("step_*.png"))
+
+
+def test_generate_collaborative_intermediates_and_batch_invariance(run_dir, tmp_path):
+    m = _mask_file(tmp_path)
+    args = ["generate", "--run", run_dir, "--text", "He has a beard.", "--mask", m, "--num", 3, "--steps", 4]
+    r = cli(*args, "--out", tmp_path / "a", "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    assert "resized (nearest) to 32×32" in r.output  # a 64 px mask for a 32 px model
+    assert cli(*args, "--out", tmp_path / "b", "--batch-size", 1).exit_code == 0
+    for seed in (0, 1, 2):
+        assert (
+            np.abs(_png(tmp_path / "a" / f"{seed:06d}.png") - _png(tmp_path / "b" / f"{seed:06d}.png")).max()
+            <= 1
+        )
+    meta = read_png_metadata(tmp_path / "a" / "000001.png")
+    assert json.loads(meta["conditions"]) == {"mask": str(m), "text": "He has a beard."}
+    assert json.loads(meta["settings"])["method"] == "collaborative"
+    from safetensors.torch import load_file
+
+    inter = load_file(str(tmp_path / "a" / "intermediates" / "000001.safetensors"))
+    assert inter["weights"].shape == (4, 2, 16, 16) and inter["x_t"].shape == (4, 3, 16, 16)
+    assert inter["t"].tolist() == [751, 501, 251, 1]
+    assert np.allclose(inter["weights"].float().sum(1).numpy(), 1.0, atol=2e-3)
+
+
+def test_composable_with_one_hot_weights_is_the_expert(run_dir, tmp_path):
+    m = _mask_file(tmp_path)
+    common = ["--run", run_dir, "--mask", m, "--num", 2, "--steps", 3]
+    r = cli(
+        "generate",
+        "--method",
+        "composable",
+        "--weights",
+        "1,0",
+        "--text",
+        "x",
+        *common,
+        "--out",
+        tmp_path / "c",
+    )
+    assert r.exit_code == 0, r.output
+    assert cli("generate", "--method", "mask", *common, "--out", tmp_path / "u").exit_code == 0
+    for seed in (0, 1):
+        assert (
+            np.abs(_png(tmp_path / "c" / f"{seed:06d}.png") - _png(tmp_path / "u" / f"{seed:06d}.png")).max()
+            <= 1
+        )
+
+
+def test_reweight_influence_reuse_and_from_file(run_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    m = _mask_file(tmp_path)
+    (tmp_path / "pairs.jsonl").write_text(
+        json.dumps({"mask": "m.png", "text": "She is in her twenties."})
+        + "\n"
+        + json.dumps({"mask": str(m), "text": "He is elderly."})
+        + "\n"
+    )
+    base = ["generate", "--run", run_dir, "--from-file", tmp_path / "pairs.jsonl", "--num", 1, "--steps", 4]
+    r = cli(*base, "--out", tmp_path / "plain", "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    r = cli(
+        *base,
+        "--out",
+        tmp_path / "rw",
+        "--save-intermediates",
+        "--reweight",
+        "released",
+        "--influence-every",
+        2,
+    )
+    assert r.exit_code == 0, r.output
+    files = json.loads((tmp_path / "rw" / "manifest.json").read_text())["outputs"]["images"]
+    assert [f["file"] for f in files] == ["000-000000.png", "001-000000.png"]
+    plain = load_file(str(tmp_path / "plain" / "intermediates" / "000-000000.safetensors"))["weights"].float()
+    rw = load_file(str(tmp_path / "rw" / "intermediates" / "000-000000.safetensors"))["weights"].float()
+    assert np.allclose(rw.sum(1).numpy(), 1.0, atol=2e-3)
+    # at t = 1 the released schedule hands (almost) everything to the text model
+    assert rw[-1, 1].min() > 0.99 and plain[-1, 1].max() < 0.99
+
+
+def test_collaboration_refuses_diffusers_of_other_experts(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("samples", "latents"))
+    record = json.loads((copy / "diffuser" / "config.json").read_text())
+    record["experts"]["text"] = "0" * 64
+    (copy / "diffuser" / "config.json").write_text(json.dumps(record))
+    r = cli("generate", "--run", copy, "--steps", 2, "--num", 1)
+    assert r.exit_code == 2 and "trained with another text model" in r.output

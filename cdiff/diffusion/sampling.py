@@ -1,5 +1,8 @@
 """Samplers over any noise predictor ``eps(x_t, t)`` (k-diffusion style: one signature, a callback).
 
+A predictor may also return ``(eps, extras)``: the extras (e.g. the influence maps of a
+collaboration) reach the callback untouched, so the sampler has no special cases.
+
 Image k depends only on seed k: its start noise and every step's fresh noise come from its own
 generator, so batching changes nothing but speed.
 """
@@ -8,11 +11,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | tuple[torch.Tensor, dict]]
 
 
 @dataclass
@@ -24,6 +27,7 @@ class StepInfo:
     x_t: torch.Tensor  # the latent fed to the model at this step
     eps: torch.Tensor  # the (combined) noise prediction
     pred_x0: torch.Tensor  # the predicted clean latent
+    extras: dict = field(default_factory=dict)  # whatever the predictor returned beside eps
 
 
 def seeded_noise(
@@ -56,12 +60,18 @@ def sample(
     for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable_progress, unit="step")):
         x_in = scheduler.scale_model_input(x, t)
         eps = eps_fn(x_in, t.expand(x.shape[0]))
+        extras: dict = {}
+        if isinstance(eps, tuple):
+            eps, extras = eps
         kwargs = {}
         if takes_eta:
             kwargs = {"eta": eta, "variance_noise": seeded_noise(shape, gens, device) if eta > 0 else None}
         out = scheduler.step(eps, t, x, **kwargs)
         if callback is not None:
             pred_x0 = getattr(out, "pred_original_sample", None)
-            callback(StepInfo(i, int(t), x, eps, pred_x0 if pred_x0 is not None else x))
+            if pred_x0 is None:  # DPM-Solver++ does not return it: x_0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)
+                ab = scheduler.alphas_cumprod[int(t)].to(device=x.device, dtype=x.dtype)
+                pred_x0 = (x_in - (1 - ab).sqrt() * eps) / ab.sqrt()
+            callback(StepInfo(i, int(t), x, eps, pred_x0, extras))
         x = out.prev_sample
     return x

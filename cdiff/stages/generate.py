@@ -1,42 +1,59 @@
-"""Stage ``generate`` (uni-modal): sample faces from the text- or mask-driven model.
+"""Stage ``generate``: faces from a mask and a caption together (collaborative), or from one of them.
 
-1. Load the VAE and the model of the chosen modality from the run directory.
-2. Read the conditions: captions or mask files given on the command line, else the first
-   validation conditions of the prepared dataset.
+Methods:
+- ``collaborative``: the frozen experts combined per pixel and per step by the dynamic diffusers
+  (seed §A.1), optionally with the release's inference-only re-weighting;
+- ``composable``: the same experts with fixed weights (``--weights``, default equal): the paper's baseline;
+- ``text`` / ``mask``: one uni-modal model.
+
+1. Load the VAE, the experts the method needs and (collaborative) the dynamic diffusers.
+2. Read the conditions: ``--text`` / ``--mask`` (paired by position; one of a kind is used with
+   every one of the other), a JSONL file of pairs, or else the first validation pairs.
 3. Sample one image per (condition, seed) with DDIM (the release's settings by default) or
-   DPM-Solver++, each image from its own seed.
-4. Write one PNG per image (conditions and settings in its metadata), a grid and a manifest.
+   DPM-Solver++; conditions are encoded once, each step runs each expert and diffuser once over
+   the whole batch, and each image has its own seed.
+4. Write one PNG per image (conditions and settings in its metadata), a grid, a manifest and,
+   with ``save_intermediates``, each step's influence maps, x_t and predicted x_0 for ``visualize``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from cdiff import config as cfg_mod
 from cdiff.config import Config
-from cdiff.data.masks import read_mask
+from cdiff.data.masks import read_mask, resize_label
 from cdiff.data.prepared import PreparedDataset
 from cdiff.data.tokenizer import encode as tokenize
 from cdiff.data.tokenizer import load_tokenizer
+from cdiff.diffusion.sampling import StepInfo
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
-from cdiff.models.unimodal import TOKENIZER, load_unimodal
+from cdiff.models.collab import Collaboration, load_diffusers
+from cdiff.models.unimodal import MODALITIES, TOKENIZER, UnimodalModel, load_unimodal
 from cdiff.models.vae import load_vae
-from cdiff.rundir import atomic_write_json, make_manifest, require_stage
+from cdiff.rundir import atomic_write_json, make_manifest, read_manifest, require_stage
 from cdiff.stages import sampling_common as sc
 from cdiff.stages.conditions import null_condition
+
+METHODS = ("collaborative", "composable", "text", "mask")
+INTERMEDIATES = "intermediates"
 
 
 @dataclass
 class GenerateRequest:
-    modality: str
+    method: str = "collaborative"
     texts: list[str] = field(default_factory=list)
     masks: list[Path] = field(default_factory=list)
+    pairs: list[dict[str, str]] = field(default_factory=list)  # from --from-file: {"text": ..., "mask": ...}
     num: int = 4  # images per condition
     seed: int = 0
     steps: int | None = None
@@ -44,7 +61,21 @@ class GenerateRequest:
     guidance: float = 1.0
     solver: str = "ddim"
     batch_size: int | None = None
+    weights: list[float] | None = None  # composable only
+    reweight: str | None = None  # collaborative only; None: the config's sample.reweight
+    influence_every: int | None = None  # collaborative only; None: the config's sample.influence_every
+    save_intermediates: bool = False
     val_conditions: int = 4  # used when no condition is given
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    images: list[np.ndarray]
+    conditions: list[dict[str, str]]
+    seeds: list[int]
+    wall_time_s: float
+    notes: list[str]
 
 
 def next_output_dir(root: Path) -> Path:
@@ -54,105 +85,293 @@ def next_output_dir(root: Path) -> Path:
     return root / f"{max(taken, default=-1) + 1:03d}"
 
 
-def _conditions(req: GenerateRequest, run_dir: Path, model_dir: Path, resolution: int, max_length: int):
-    """(raw condition tensor, description per condition)."""
-    if req.modality == "text":
-        texts = req.texts or _val_conditions(run_dir, "text", req.val_conditions)
-        tok = load_tokenizer(model_dir / TOKENIZER)
-        return tokenize(tok, texts, max_length), texts, tok
-    if req.masks:
-        labels = [read_mask(p, size=resolution) for p in req.masks]
-        return torch.from_numpy(np.stack(labels)), [str(p) for p in req.masks], None
-    ids = _val_conditions(run_dir, "mask", req.val_conditions)
-    data = PreparedDataset.open(run_dir / "data")
-    return (
-        torch.from_numpy(np.stack([data.label(i) for i in ids])),
-        [f"validation mask {i}" for i in ids],
-        None,
-    )
+def read_pairs_file(path: Path) -> list[dict[str, str]]:
+    """A JSONL file, one condition set per line: ``{"mask": "m.png", "text": "..."}``."""
+    if not path.is_file():
+        raise InputError(f"--from-file: {path} not found")
+    pairs = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(
+                f'{path}:{n} is not JSON; each line must be like {{"mask": "m.png", "text": "..."}}'
+            ) from None
+        if not isinstance(rec, dict) or not set(rec) <= set(MODALITIES) or not rec:
+            raise InputError(
+                f"{path}:{n}: expected an object with the keys mask and/or text, got {line.strip()[:80]}"
+            )
+        if "mask" in rec and not Path(rec["mask"]).is_absolute():
+            rec["mask"] = str(path.parent / rec["mask"])
+        pairs.append({k: str(v) for k, v in rec.items()})
+    if not pairs:
+        raise InputError(f"--from-file: {path} holds no condition lines")
+    return pairs
 
 
-def _val_conditions(run_dir: Path, modality: str, n: int) -> list[str]:
+def modalities_of(method: str, cfg: Config, run_dir: Path) -> list[str]:
+    if method in MODALITIES:
+        return [method]
+    if method == "collaborative" and (run_dir / "diffuser" / "config.json").is_file():
+        return list(json.loads((run_dir / "diffuser" / "config.json").read_text())["diffuser"]["modalities"])
+    return list(cfg.diffuser.modalities)
+
+
+def condition_rows(req: GenerateRequest, modalities: list[str], run_dir: Path) -> list[dict[str, str]]:
+    """One dict per condition set: ``{"text": caption, "mask": path or "val:<id>"}``."""
+    given = {"text": list(req.texts), "mask": [str(p) for p in req.masks]}
+    extra = [m for m in MODALITIES if given[m] and m not in modalities]
+    if extra:
+        raise InputError(
+            f"--method {req.method} does not use --{extra[0]}; it conditions on {', '.join(modalities)}"
+        )
+    if req.pairs:
+        if any(given.values()):
+            raise InputError("give conditions either with --from-file or with --text/--mask, not both")
+        for n, rec in enumerate(req.pairs, 1):
+            missing = [m for m in modalities if m not in rec]
+            if missing:
+                raise InputError(
+                    f"--from-file line {n} lacks {', '.join(missing)} (--method {req.method} needs {', '.join(modalities)})"
+                )
+        return [{m: rec[m] for m in modalities} for rec in req.pairs]
+    if not any(given[m] for m in modalities):
+        return _val_rows(run_dir, modalities, req.val_conditions)
+    missing = [m for m in modalities if not given[m]]
+    if missing:
+        raise InputError(
+            f"--method {req.method} needs {' and '.join('--' + m for m in modalities)}; --{missing[0]} is missing"
+        )
+    n = max(len(given[m]) for m in modalities)
+    for m in modalities:
+        if len(given[m]) not in (1, n):
+            raise InputError(
+                f"{len(given[m])} --{m} for {n} of the other condition: give one, or as many (paired by position)"
+            )
+    return [{m: given[m][k if len(given[m]) > 1 else 0] for m in modalities} for k in range(n)]
+
+
+def _val_rows(run_dir: Path, modalities: list[str], n: int) -> list[dict[str, str]]:
     data = PreparedDataset.open(run_dir / "data")
     ids = data.split("val")[:n]
-    if modality == "text":
-        records = data.records()
-        return [records[i]["caption"] for i in ids]
-    return ids
+    records = data.records()
+    return [{m: records[i]["caption"] if m == "text" else f"val:{i}" for m in modalities} for i in ids]
+
+
+def read_condition_masks(values: list[str], run_dir: Path, resolution: int, notes: list[str]) -> torch.Tensor:
+    labels = []
+    data = None
+    for v in values:
+        if v.startswith("val:"):
+            data = data or PreparedDataset.open(run_dir / "data")
+            label = data.label(v[4:])
+        else:
+            label = read_mask(v)
+        if label.shape != (resolution, resolution):
+            notes.append(
+                f"mask {v} is {label.shape[1]}×{label.shape[0]}: resized (nearest) to {resolution}×{resolution}"
+            )
+            label = resize_label(label, resolution)
+        labels.append(label)
+    return torch.from_numpy(np.stack(labels))
+
+
+def load_models(
+    req: GenerateRequest, cfg: Config, run_dir: Path
+) -> tuple[sc.UnimodalPredictor | sc.CollabPredictor, dict[str, UnimodalModel], dict[str, dict], list[str]]:
+    """The predictor for ``req.method``, the experts, their records, and the modalities."""
+    if req.method not in METHODS:
+        raise InputError(f"unknown --method '{req.method}'; choose {', '.join(METHODS)}")
+    modalities = modalities_of(req.method, cfg, run_dir)
+    experts, metas = {}, {}
+    for m in modalities:
+        require_stage(
+            run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
+        )
+        experts[m], metas[m] = load_unimodal(run_dir / m)
+    if req.guidance != 1.0:
+        plain = [m for m in modalities if metas[m]["unimodal"]["cond_dropout"] <= 0]
+        if plain:
+            raise InputError(
+                f"--guidance needs models trained with condition dropout (--set unimodal.cond_dropout=0.1); "
+                f"the {plain[0]} model was trained without it"
+            )
+    # sample with the schedule the models were trained with
+    cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, metas[modalities[0]]["diffusion"])
+    if req.method in MODALITIES:
+        if (
+            req.weights is not None
+            or req.reweight not in (None, "none")
+            or req.influence_every not in (None, 1)
+        ):
+            raise InputError(
+                "--weights, --reweight and --influence-every apply to the multi-modal methods only"
+            )
+        return sc.UnimodalPredictor(experts[req.method], req.guidance), experts, metas, modalities
+    diffusers = None
+    if req.method == "collaborative":
+        require_stage(run_dir / "diffuser", "train-diffuser", f"cdiff train-diffuser --run {run_dir}")
+        diffusers, dmeta = load_diffusers(run_dir / "diffuser")
+        for m in modalities:
+            sha = read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"]
+            if dmeta.get("experts", {}).get(m, sha) != sha:
+                raise InputError(
+                    f"the dynamic diffusers in {run_dir / 'diffuser'} were trained with another {m} model; "
+                    f"retrain them: cdiff train-diffuser --run {run_dir} --force"
+                )
+        if req.weights is not None:
+            raise InputError(
+                "--weights is for --method composable; the collaborative weights come from the diffusers"
+            )
+    else:
+        if req.reweight not in (None, "none") or req.influence_every not in (None, 1):
+            raise InputError("--reweight and --influence-every apply to --method collaborative only")
+    collab = Collaboration(experts, diffusers, modalities)
+    predictor = sc.CollabPredictor(
+        collab,
+        req.method,
+        req.weights,
+        req.reweight or cfg.sample.reweight,
+        req.influence_every or cfg.sample.influence_every,
+        req.guidance,
+    )
+    return predictor, experts, metas, modalities
 
 
 def run(
     cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None, force: bool = False
-) -> tuple[Path, int, float]:
+) -> GenerateResult:
     t0 = time.perf_counter()
     if out is not None and out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
-    # 1. models
-    model_dir = run_dir / req.modality
-    require_stage(
-        model_dir,
-        f"train-unimodal-{req.modality}",
-        f"cdiff train-unimodal --modality {req.modality} --run {run_dir}",
-    )
-    model, meta = load_unimodal(model_dir)
-    # sample with the schedule the model was trained with
-    cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, meta["diffusion"])
-    vae, vae_meta = load_vae(run_dir / "vae")
-    if req.guidance != 1.0 and meta["unimodal"]["cond_dropout"] <= 0:
-        raise InputError(
-            "--guidance needs a model trained with condition dropout "
-            "(--set unimodal.cond_dropout=0.1); this one was trained without it"
-        )
+    if req.num < 1:
+        raise InputError("--num must be at least 1")
     if req.solver not in sc.SOLVERS:
         raise InputError(f"unknown --solver '{req.solver}'; choose {', '.join(sc.SOLVERS)}")
+    # 1. models
+    predictor, experts, metas, modalities = load_models(req, cfg, run_dir)
+    vae, vae_meta = load_vae(run_dir / "vae")
     # 2. conditions, each repeated for num seeds
-    max_length = meta["unimodal"]["text_encoder"]["max_length"]
-    raw, described, tok = _conditions(req, run_dir, model_dir, vae_meta["resolution"], max_length)
+    notes: list[str] = []
+    rows = condition_rows(req, modalities, run_dir)
+    raw: dict[str, torch.Tensor] = {}
+    nulls: dict[str, torch.Tensor] = {}
+    for m in modalities:
+        values = [r[m] for r in rows]
+        if m == "text":
+            tok = load_tokenizer(run_dir / "text" / TOKENIZER)
+            max_length = metas[m]["unimodal"]["text_encoder"]["max_length"]
+            raw[m] = tokenize(tok, values, max_length)
+            nulls[m] = null_condition("text", raw[m][:1], tok, max_length)[0]
+        else:
+            raw[m] = read_condition_masks(values, run_dir, vae_meta["resolution"], notes)
+            nulls[m] = null_condition("mask", raw[m][:1])[0]
     seeds = [req.seed + k for k in range(req.num)]
-    raw_all = raw.repeat_interleave(req.num, dim=0)
-    seeds_all = seeds * len(described)
-    null = null_condition(req.modality, raw[:1], tok, max_length)[0] if req.guidance != 1.0 else None
-    # 3. sample
+    seeds_all = seeds * len(rows)
+    raw_all = {m: v.repeat_interleave(req.num, dim=0) for m, v in raw.items()}
+    if isinstance(predictor, sc.UnimodalPredictor):
+        predictor.null = nulls[req.method]
+        raw_in: torch.Tensor | dict = raw_all[req.method]
+    else:
+        predictor.nulls = nulls
+        raw_in = raw_all
+    # 3. sample (with the intermediates when asked)
+    steps_taken: dict[int, list[StepInfo]] = {}
+
+    def keep(first: int, info: StepInfo) -> None:
+        steps_taken.setdefault(first, []).append(
+            StepInfo(
+                info.index,
+                info.t,
+                info.x_t.cpu(),
+                info.eps.cpu(),
+                info.pred_x0.cpu(),
+                {k: v.cpu() for k, v in info.extras.items()},
+            )
+        )
+
     images = sc.generate_images(
-        model,
+        predictor,
         vae,
         vae_meta,
         cfg,
-        raw_all,
+        raw_in,
         seeds_all,
         req.steps,
         req.eta,
-        req.guidance,
-        null,
         req.solver,
         req.batch_size,
+        callback=keep if req.save_intermediates else None,
     )
     # 4. write
     out = out or next_output_dir(run_dir / "samples")
-    settings = {
-        "modality": req.modality,
+    out.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "method": req.method,
+        "modalities": modalities,
         "steps": req.steps or cfg.sample.steps,
         "eta": cfg.sample.eta if req.eta is None else req.eta,
         "guidance": req.guidance,
         "solver": req.solver,
     }
+    if isinstance(predictor, sc.CollabPredictor):
+        if req.method == "composable":
+            settings["weights"] = predictor.fixed.flatten().tolist()
+        else:
+            settings.update(reweight=predictor.reweight, influence_every=predictor.every)
     files = []
     for k, (im, seed) in enumerate(zip(images, seeds_all, strict=True)):
         j = k // req.num
-        name = f"{seed:06d}.png" if len(described) == 1 else f"{j:03d}-{seed:06d}.png"
-        save_png(out / name, im, {"condition": described[j], "seed": str(seed), "settings": settings})
-        files.append({"file": name, "condition": described[j], "seed": seed})
-    save_png(out / "grid.png", grid(images, ncol=req.num), {"rows": described, "settings": settings})
+        name = f"{seed:06d}.png" if len(rows) == 1 else f"{j:03d}-{seed:06d}.png"
+        save_png(out / name, im, {"conditions": rows[j], "seed": str(seed), "settings": settings})
+        files.append({"file": name, "conditions": rows[j], "seed": seed, "row": j})
+    tiles: list[np.ndarray] = []
+    size = images[0].shape[0]
+    for j in range(len(rows)):
+        if "mask" in raw:
+            tiles.append(sc.condition_tile(raw["mask"][j].numpy(), size))
+        tiles += images[j * req.num : (j + 1) * req.num]
+    ncol = req.num + (1 if "mask" in raw else 0)
+    layout = "rows: the mask, then one image per seed" if "mask" in raw else "rows: one image per seed"
+    save_png(out / "grid.png", grid(tiles, ncol=ncol), {"rows": rows, "layout": layout, "settings": settings})
+    if req.save_intermediates:
+        _save_intermediates(out, steps_taken, files)
     wall = time.perf_counter() - t0
     atomic_write_json(
         out / "manifest.json",
         make_manifest(
             "generate",
             cfg_mod.to_dict(cfg),
-            {"run": str(run_dir), "model": str(model_dir)},
-            {"images": files},
+            {"run": str(run_dir), **{m: str(run_dir / m) for m in modalities}},
+            {"images": files, "intermediates": INTERMEDIATES if req.save_intermediates else None},
             wall,
             settings=settings,
+            notes=notes,
         ),
     )
-    return out, len(images), wall
+    return GenerateResult(out, images, rows, seeds_all, wall, notes)
+
+
+def _save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files: list[dict]) -> None:
+    """``intermediates/<image>.safetensors``: per step, x_t, predicted x_0 and the applied weights."""
+    folder = out / INTERMEDIATES
+    folder.mkdir(exist_ok=True)
+    for first, infos in steps_taken.items():
+        B = infos[0].x_t.shape[0]
+        for b in range(B):
+            rec = files[first + b]
+            tensors = {
+                "x_t": torch.stack([i.x_t[b] for i in infos]).half().contiguous(),
+                "pred_x0": torch.stack([i.pred_x0[b] for i in infos]).half().contiguous(),
+                "t": torch.tensor([i.t for i in infos], dtype=torch.int32),
+            }
+            if "weights" in infos[0].extras:  # (steps, M, h, w)
+                tensors["weights"] = (
+                    torch.stack([i.extras["weights"][:, b, 0] for i in infos]).half().contiguous()
+                )
+            stem = Path(rec["file"]).stem
+            tmp = folder / f".{stem}.tmp"
+            save_file(tensors, str(tmp), metadata={"file": rec["file"]})
+            tmp.replace(folder / f"{stem}.safetensors")

@@ -146,7 +146,7 @@ def run(
     def on_sample(step: int, t: Task) -> None:
         t.model.eval()
         images = sc.generate_images(
-            t.model,
+            sc.UnimodalPredictor(t.model),
             vae,
             vae_meta,
             cfg,

@@ -1,0 +1,205 @@
+"""Collaborative diffusion (seed §A.1, REFERENCE.md §2): frozen uni-modal experts + dynamic diffusers.
+
+For each modality m, at noisy latent x_t and timestep t:
+
+    eps_m = Expert_m(x_t, t, c_m)            the frozen pre-trained uni-modal model
+    I_m   = Diffuser_m(x_t, t, c_m)          influence logits, (B, 1, h, w)
+    w_m   = softmax over m of I_m            per latent pixel
+    eps   = sum_m w_m * eps_m                (w broadcast over the latent channels)
+
+Everything here works for any number of modalities (a list), not two hard-coded branches. The
+release's inference-only re-weighting (mask early, text late) is :func:`released_reweight`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cdiff import config as cfg_mod
+from cdiff.config import DiffuserConfig, UNetConfig
+from cdiff.errors import InputError
+from cdiff.models.build import build_unet
+from cdiff.models.unimodal import UnimodalModel
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def diffuser_unet_config(cfg: UNetConfig) -> UNetConfig:
+    """The diffuser's UNet settings: one output channel, zero-initialised output layer, always."""
+    return dataclasses.replace(cfg, out_channels=1, zero_out=True)
+
+
+class DynamicDiffuser(nn.Module):
+    """``I_m = D_m(x_t, t, cond_m)``: influence logits ``(B, 1, h, w)`` for one modality.
+
+    ``cond`` is the expert's own encoding of the condition (``{"tokens": (B, n, C)}``, plus
+    ``"concat"`` planes when the expert is a demo mask model with ``mask_concat``): the diffuser
+    conditions exactly the way its expert does.
+    """
+
+    def __init__(self, cfg: UNetConfig, latent_channels: int, latent_size: int, extra_in: int = 0):
+        super().__init__()
+        self.concat = extra_in > 0
+        self.unet = build_unet(diffuser_unet_config(cfg), latent_channels, latent_size, extra_in)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([x_t, cond["concat"].to(x_t.dtype)], dim=1) if self.concat else x_t
+        return self.unet(x, t, encoder_hidden_states=cond["tokens"].to(x_t.dtype)).sample
+
+
+def influence_weights(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Softmax over modalities per latent pixel: ``M × (B, 1, h, w)`` → ``(M, B, 1, h, w)``."""
+    return torch.softmax(torch.stack([lg.float() for lg in logits]), dim=0)
+
+
+def released_reweight(weights: torch.Tensor, modalities: list[str], t: torch.Tensor) -> torch.Tensor:
+    """The release's inference-only re-weighting of (mask, text) influence (REFERENCE.md §2).
+
+    s(t) = (cos((1 - t/1000) pi) + 1) / 2; m = s(t) w_mask; w_mask' = 2m / (1 + m);
+    w_text' = (1 - m) / (1 + m). Early steps (t near 1000) lean on the mask model, the last
+    ones on the text model; the two weights still sum to one.
+    """
+    if sorted(modalities) != ["mask", "text"]:
+        raise InputError(
+            f"--reweight released is defined for the modalities mask and text only, not {', '.join(modalities)}"
+        )
+    i_mask, i_text = modalities.index("mask"), modalities.index("text")
+    s = (torch.cos((1 - t.to(weights.device).double() / 1000) * math.pi) + 1) / 2
+    m = s.view(-1, 1, 1, 1).to(weights.dtype) * weights[i_mask]
+    out = weights.clone()
+    out[i_mask] = 2 * m / (1 + m)
+    out[i_text] = (1 - m) / (1 + m)
+    return out
+
+
+def combine(eps: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """``sum_m w_m * eps_m``; ``weights`` is ``(M, B, 1, h, w)`` (or ``(M, 1, 1, 1, 1)`` for fixed ones)."""
+    out = weights[0] * eps[0].float()
+    for w, e in zip(weights[1:], eps[1:], strict=True):
+        out = out + w * e.float()
+    return out
+
+
+class DiffuserSet(nn.Module):
+    """The dynamic diffusers of a collaboration, one per modality, in ``modalities`` order."""
+
+    def __init__(
+        self,
+        cfg: DiffuserConfig,
+        latent_channels: int,
+        latent_size: int,
+        extra_in: dict[str, int] | None = None,
+    ):
+        super().__init__()
+        self.cfg, self.modalities = cfg, list(cfg.modalities)
+        if len(self.modalities) < 2 or len(set(self.modalities)) != len(self.modalities):
+            raise InputError(
+                f"diffuser.modalities must list two or more different modalities, got {self.modalities}"
+            )
+        extra_in = extra_in or {}
+        self.nets = nn.ModuleDict(
+            {
+                m: DynamicDiffuser(cfg.unet, latent_channels, latent_size, extra_in.get(m, 0))
+                for m in self.modalities
+            }
+        )
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]) -> list[torch.Tensor]:
+        return [self.nets[m](x_t, t, conds[m]) for m in self.modalities]
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {
+            f"{m} dynamic diffuser": sum(p.numel() for p in net.parameters()) for m, net in self.nets.items()
+        }
+
+
+class Collaboration(nn.Module):
+    """Frozen experts + dynamic diffusers: ``eps_hat, weights = collab(x_t, t, conds)``."""
+
+    def __init__(
+        self, experts: dict[str, UnimodalModel], diffusers: DiffuserSet | None, modalities: list[str]
+    ):
+        super().__init__()
+        missing = [m for m in modalities if m not in experts]
+        if missing:
+            raise InputError(f"no expert for modality {', '.join(missing)}")
+        self.modalities = list(modalities)
+        self.experts = nn.ModuleDict({m: experts[m] for m in self.modalities})
+        self.diffusers = diffusers
+        for e in self.experts.values():
+            e.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Collaboration:
+        super().train(mode)
+        self.experts.eval()  # frozen experts stay in eval mode
+        return self
+
+    def encode(self, raw: dict[str, torch.Tensor]) -> dict[str, dict]:
+        """Encode each modality's raw condition once (token ids or label maps)."""
+        return {m: self.experts[m].encode(raw[m]) for m in self.modalities}
+
+    def expert_eps(self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]) -> list[torch.Tensor]:
+        out = []
+        for m in self.modalities:
+            expert = self.experts[m]
+            dtype = next(expert.parameters()).dtype
+            cond = {k: v.to(dtype) if v.is_floating_point() else v for k, v in conds[m].items()}
+            out.append(expert(x_t.to(dtype), t, cond).float())
+        return out
+
+    def logits(self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]) -> list[torch.Tensor]:
+        if self.diffusers is None:
+            raise InputError("this collaboration has no dynamic diffusers; run `cdiff train-diffuser`")
+        conds32 = {m: {k: v.float() for k, v in c.items()} for m, c in conds.items()}
+        return self.diffusers(x_t, t, conds32)
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = influence_weights(self.logits(x_t, t, conds))
+        return combine(self.expert_eps(x_t, t, conds), weights), weights
+
+
+# ---- export / load ---------------------------------------------------------------------------
+
+
+def export_diffusers(folder: Path, diffusers: DiffuserSet, meta: dict[str, Any]) -> None:
+    """``model.safetensors`` (``<modality>.unet.*``) + ``config.json`` describing how to rebuild it."""
+    state = {k: v.detach().contiguous().cpu() for k, v in diffusers.nets.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "kind": "cdiff.diffuser"})
+    record = {"kind": "diffuser", "diffuser": cfg_mod.to_dict(diffusers.cfg), **meta}
+    (folder / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_diffusers(folder: str | Path, device: str | torch.device = "cpu") -> tuple[DiffuserSet, dict]:
+    """Trained dynamic diffusers (eval, frozen) and their ``config.json`` record."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
+        raise InputError(f"no dynamic diffusers in {folder}; run `cdiff train-diffuser` first")
+    meta = json.loads((folder / CONFIG).read_text())
+    cfg = cfg_mod.build(DiffuserConfig, meta["diffuser"])
+    nets = DiffuserSet(cfg, meta["latent_channels"], meta["latent_size"], meta.get("extra_in"))
+    nets.nets.load_state_dict({k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()})
+    return nets.to(device).eval().requires_grad_(False), meta
+
+
+__all__ = [
+    "DTYPES",
+    "Collaboration",
+    "DiffuserSet",
+    "DynamicDiffuser",
+    "combine",
+    "export_diffusers",
+    "influence_weights",
+    "load_diffusers",
+    "released_reweight",
+]

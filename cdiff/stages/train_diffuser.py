@@ -1,0 +1,261 @@
+"""Stage ``train-diffuser``: the dynamic diffusers that let the uni-modal experts collaborate.
+
+1. Load the trained uni-modal experts named in ``diffuser.modalities`` (frozen: eval mode, no
+   gradients, their activations never stored; optionally cast to bf16/fp16) and the latent cache.
+2. Train only the diffusers with eps_hat = sum_m softmax_m(I_m) * eps_m and the loss
+   ||eps - eps_hat||^2 on z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps, with the shared loop.
+3. At intervals, sample validation (mask, caption) pairs collaboratively into a grid.
+4. Export ``diffuser/model.safetensors`` + ``config.json`` and the manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cdiff import config as cfg_mod
+from cdiff.config import Config
+from cdiff.data.masks import NUM_CLASSES
+from cdiff.data.prepared import PreparedDataset
+from cdiff.diffusion.schedule import alphas_cumprod, q_sample
+from cdiff.errors import InputError
+from cdiff.imageio import grid, save_png
+from cdiff.models.collab import (
+    DTYPES,
+    Collaboration,
+    DiffuserSet,
+    combine,
+    export_diffusers,
+    influence_weights,
+)
+from cdiff.models.unimodal import MODALITIES, UnimodalModel, load_unimodal
+from cdiff.models.vae import load_vae
+from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
+from cdiff.stages import latents as latent_cache
+from cdiff.stages import sampling_common as sc
+from cdiff.stages.conditions import raw_conditions
+from cdiff.training.loop import CKPT, Task, fit
+
+GRID_CONDITIONS = 8
+
+
+class MultiConditionedLatents(Dataset):
+    """Latent posterior (mean, std) + one raw condition per modality."""
+
+    def __init__(self, lat: dict[str, torch.Tensor], conditions: dict[str, torch.Tensor]):
+        self.mean, self.std, self.cond = lat["mean"], lat["std"], conditions
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean[i], "std": self.std[i], **{f"cond_{m}": c[i] for m, c in self.cond.items()}}
+
+
+class DiffuserTask(Task):
+    """Only ``diffusers`` train; the experts run under ``no_grad`` (``keep_expert_graphs`` is the
+    naive variant the memory benchmark compares against)."""
+
+    trainable = ("diffusers",)
+
+    def __init__(self, collab: Collaboration, cfg: Config, scale: float, keep_expert_graphs: bool = False):
+        super().__init__()
+        self.collab, self.diffusers, self.scale = collab, collab.diffusers, scale
+        self.keep_expert_graphs = keep_expert_graphs
+        if keep_expert_graphs:  # the naive version: experts not frozen, their activations kept
+            collab.experts.requires_grad_(True)
+        self.register_buffer("alpha_bar", alphas_cumprod(cfg.diffusion).float(), persistent=False)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
+        mean, std = batch["mean"], batch["std"]
+        B, dev = mean.shape[0], mean.device
+        z0 = (mean + std * torch.randn(mean.shape, generator=generator, device=dev)) * self.scale
+        t = torch.randint(0, len(self.alpha_bar), (B,), generator=generator, device=dev)
+        eps = torch.randn(z0.shape, generator=generator, device=dev)
+        z_t = q_sample(z0, t, eps, self.alpha_bar)
+        raw = {m: batch[f"cond_{m}"] for m in self.collab.modalities}
+        with torch.set_grad_enabled(self.keep_expert_graphs):
+            conds = self.collab.encode(raw)
+            eps_m = self.collab.expert_eps(z_t, t, conds)
+        weights = influence_weights(self.collab.logits(z_t, t, conds))
+        loss = F.mse_loss(combine(eps_m, weights), eps)
+        with torch.no_grad():  # what the plain average would score: the diffusers' gain over it
+            avg = F.mse_loss(sum(eps_m) / len(eps_m), eps)
+        logs = {"loss_average": avg.item()}
+        for k, m in enumerate(self.collab.modalities):
+            logs[f"w_{m}"] = weights[k].mean().item()
+        return loss, logs
+
+
+@dataclass
+class DiffuserReport:
+    out: Path
+    steps: int
+    wall_time_s: float
+    samples_per_s: float
+    parameters: dict[str, int]
+    final_loss: float
+    final_loss_average: float
+
+
+def check_modalities(cfg: Config) -> list[str]:
+    mods = list(cfg.diffuser.modalities)
+    unknown = [m for m in mods if m not in MODALITIES]
+    if unknown:
+        raise InputError(
+            f"diffuser.modalities: unknown modality {', '.join(unknown)}; known: {', '.join(MODALITIES)}"
+        )
+    return mods
+
+
+def parameter_counts(cfg: Config) -> dict[str, int]:
+    """Exact counts of the diffusers, built on the meta device (no memory)."""
+    latent = cfg.data.resolution // 2 ** (len(cfg.vae.block_out_channels) - 1)
+    extra = {"mask": NUM_CLASSES} if cfg.unimodal.mask_concat else {}
+    check_modalities(cfg)
+    with torch.device("meta"):
+        return DiffuserSet(cfg.diffuser, cfg.vae.latent_channels, latent, extra).parameter_counts()
+
+
+def load_experts(run_dir: Path, modalities: list[str], dtype: str = "float32") -> dict[str, UnimodalModel]:
+    experts = {}
+    for m in modalities:
+        require_stage(
+            run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
+        )
+        model, _ = load_unimodal(run_dir / m)
+        experts[m] = model.to(DTYPES[dtype])
+    return experts
+
+
+def build_diffusers(cfg: Config, experts: dict[str, UnimodalModel], latent_channels: int, latent_size: int):
+    widths = {m: e.cfg.unet.cross_attention_dim for m, e in experts.items()}
+    for m, w in widths.items():
+        if w != cfg.diffuser.unet.cross_attention_dim:
+            raise InputError(
+                f"diffuser.unet.cross_attention_dim ({cfg.diffuser.unet.cross_attention_dim}) must equal the "
+                f"{m} expert's token width ({w}); set --set diffuser.unet.cross_attention_dim={w}"
+            )
+    extra = {m: NUM_CLASSES for m, e in experts.items() if e.concat}
+    return DiffuserSet(cfg.diffuser, latent_channels, latent_size, extra), extra
+
+
+def run(
+    cfg: Config,
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    log=print,
+) -> DiffuserReport:
+    t0 = time.perf_counter()
+    # 1. inputs: data, VAE, experts, latent cache
+    modalities = check_modalities(cfg)
+    data = PreparedDataset.open(data_dir)
+    vae_dir = run_dir / "vae"
+    require_stage(vae_dir, "train-vae", f"cdiff train-vae --run {run_dir}")
+    vae, vae_meta = load_vae(vae_dir)
+    experts = load_experts(run_dir, modalities, cfg.diffuser.expert_dtype)
+    max_len = {m: e.cfg.text_encoder.max_length for m, e in experts.items()}
+    lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
+    train_ids = data.split("train")
+    cond = {m: raw_conditions(data, train_ids, m, max_len[m]) for m in modalities}
+    diffusers, extra = build_diffusers(cfg, experts, vae_meta["latent_channels"], vae_meta["latent_size"])
+    collab = Collaboration(experts, diffusers, modalities)
+    task = DiffuserTask(collab, cfg, vae_meta["scale_factor"])
+    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+
+    # 2-3. train, with collaborative validation grids
+    val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
+    val_cond = {m: raw_conditions(data, val_ids, m, max_len[m]) for m in modalities}
+
+    def on_sample(step: int, t: Task) -> None:
+        t.collab.eval()
+        images = sc.generate_images(
+            sc.CollabPredictor(t.collab),
+            vae,
+            vae_meta,
+            cfg,
+            val_cond,
+            seeds=list(range(len(val_ids))),
+            steps=min(cfg.sample.steps, 25),
+        )
+        t.collab.train()
+        _save_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, images)
+
+    result = fit(
+        task,
+        MultiConditionedLatents(lat, cond),
+        cfg.diffuser.train,
+        partial,
+        resume=resume,
+        on_sample=on_sample,
+    )
+
+    # 4. export
+    diffusers.eval()
+    meta = {
+        "latent_channels": vae_meta["latent_channels"],
+        "latent_size": vae_meta["latent_size"],
+        "extra_in": extra,
+        "experts": {
+            m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in modalities
+        },
+    }
+    export_diffusers(partial, diffusers, meta)
+    (partial / CKPT).unlink(missing_ok=True)
+    counts = diffusers.parameter_counts()
+    final_loss = sc.last_metric(partial, "loss")
+    final_avg = sc.last_metric(partial, "loss_average")
+    manifest = make_manifest(
+        "train-diffuser",
+        cfg_mod.to_dict(cfg),
+        {
+            "data": {"path": str(data_dir), "outputs": data.manifest["outputs"]},
+            "vae": {
+                "path": str(vae_dir),
+                "sha256": read_manifest(vae_dir)["outputs"]["model.safetensors"]["sha256"],
+            },
+            **{m: {"path": str(run_dir / m), "sha256": meta["experts"][m]} for m in modalities},
+        },
+        {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
+        time.perf_counter() - t0,
+        metrics={
+            "steps": result.step,
+            "final_loss": final_loss,
+            "final_loss_average": final_avg,
+            "samples_per_s": result.samples_per_s,
+        },
+        parameters=counts,
+    )
+    finish_stage(partial, out, manifest)
+    return DiffuserReport(
+        out, result.step, time.perf_counter() - t0, result.samples_per_s, counts, final_loss, final_avg
+    )
+
+
+def _save_grid(path: Path, data: PreparedDataset, ids: list[str], images: list[np.ndarray]) -> None:
+    """Rows of (mask, caption's source image, collaborative sample)."""
+    size = images[0].shape[0]
+    records = data.records()
+    tiles: list[np.ndarray] = []
+    for sample_id, im in zip(ids, images, strict=True):
+        tiles += [sc.condition_tile(data.label(sample_id), size), data.image(sample_id), im]
+    meta = {
+        "layout": "triples: mask, the caption's source image, collaborative sample",
+        "captions": [records[i]["caption"] for i in ids],
+    }
+    save_png(path, grid(tiles, ncol=6), meta)
+
+
+__all__ = ["DiffuserTask", "parameter_counts", "run"]
