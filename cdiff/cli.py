@@ -483,6 +483,32 @@ def generate(
     )
 
 
+@app.command()
+@handle_errors
+def visualize(
+    generation: Annotated[
+        Path, typer.Argument(help="A folder written by `cdiff generate --save-intermediates`.")
+    ],
+    image: Annotated[
+        list[str] | None, typer.Option("--image", help="Only this image (file name or stem; repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder. [default: GENERATION/visualize]")] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory with the VAE. [default: the generation's]")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Influence maps over the steps, decoded x_t and x_0, the mask over the result, a GIF and an HTML page."""
+    from cdiff.stages import visualize as stage
+
+    with _progress("visualising") as update:
+        report = stage.run(generation, out, images=image, run_dir=run, force=force, progress=update)
+    out_console.print(
+        f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s",
+        highlight=False,
+    )
+
+
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:
     rows = [(f"kept: {split}", str(report.kept.get(split, 0))) for split in ("train", "val")]
     rows += [(f"skipped: {reason}", str(n)) for reason, n in sorted(report.skipped.items())]

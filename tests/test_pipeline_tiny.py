@@ -298,3 +298,74 @@ def test_collaboration_refuses_diffusers_of_other_experts(run_dir, tmp_path):
     (copy / "diffuser" / "config.json").write_text(json.dumps(record))
     r = cli("generate", "--run", copy, "--steps", 2, "--num", 1)
     assert r.exit_code == 2 and "trained with another text model" in r.output
+
+
+def test_visualize_collaborative_generation(run_dir, tmp_path):
+    m = _mask_file(tmp_path, size=32)
+    gen = tmp_path / "gen"
+    r = cli(
+        "generate",
+        "--run",
+        run_dir,
+        "--text",
+        "x",
+        "--mask",
+        m,
+        "--num",
+        2,
+        "--steps",
+        4,
+        "--out",
+        gen,
+        "--save-intermediates",
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["visualize", str(gen), "--image", "000001"])
+    assert r.exit_code == 0, r.output
+    out = gen / "visualize"
+    assert {p.name for p in (out / "000001").iterdir()} == {
+        "influence_mask.png",
+        "influence_text.png",
+        "x_t.png",
+        "pred_x0.png",
+        "overlay.png",
+        "animation.gif",
+    }
+    assert not (out / "000000").exists()
+    gif = Image.open(out / "000001" / "animation.gif")
+    assert gif.n_frames == 5  # 4 steps + the result
+    page = (out / "index.html").read_text()
+    assert "000001/influence_mask.png" in page and "000001/influence_text.png" in page
+    # a colour map, not grey: the influence picture has colour
+    rgb = _png(out / "000001" / "influence_mask.png")
+    assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 30).mean() > 0.05
+    r = runner.invoke(app, ["visualize", str(gen)])
+    assert r.exit_code == 2 and "--force" in r.output
+    assert runner.invoke(app, ["visualize", str(gen), "--force"]).exit_code == 0
+    assert (out / "000000" / "x_t.png").is_file()
+
+
+def test_visualize_bad_input(run_dir, tmp_path):
+    r = runner.invoke(app, ["visualize", str(tmp_path)])
+    assert r.exit_code == 2 and "not a generate output" in r.output
+    gen = tmp_path / "plain"
+    assert (
+        cli(
+            "generate",
+            "--method",
+            "text",
+            "--run",
+            run_dir,
+            "--text",
+            "x",
+            "--num",
+            1,
+            "--steps",
+            2,
+            "--out",
+            gen,
+        ).exit_code
+        == 0
+    )
+    r = runner.invoke(app, ["visualize", str(gen)])
+    assert r.exit_code == 2 and "--save-intermediates" in r.output

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from cdiff.data.masks import read_mask, resize_label
 from cdiff.data.prepared import PreparedDataset
 from cdiff.data.tokenizer import encode as tokenize
 
@@ -22,3 +25,22 @@ def null_condition(modality: str, like: torch.Tensor, tokenizer=None, max_length
     if modality == "text":
         return tokenize(tokenizer, [""] * len(like), max_length).to(like.device)
     return torch.zeros_like(like)
+
+
+def read_condition_masks(values: list[str], run_dir: Path, resolution: int, notes: list[str]) -> torch.Tensor:
+    """Label maps ``(N, r, r)`` for mask files or ``val:<id>`` (the run's data); other sizes are resized."""
+    labels = []
+    data = None
+    for v in values:
+        if v.startswith("val:"):
+            data = data or PreparedDataset.open(run_dir / "data")
+            label = data.label(v[4:])
+        else:
+            label = read_mask(v)
+        if label.shape != (resolution, resolution):
+            notes.append(
+                f"mask {v} is {label.shape[1]}×{label.shape[0]}: resized (nearest) to {resolution}×{resolution}"
+            )
+            label = resize_label(label, resolution)
+        labels.append(label)
+    return torch.from_numpy(np.stack(labels))

@@ -30,7 +30,6 @@ from safetensors.torch import save_file
 
 from cdiff import config as cfg_mod
 from cdiff.config import Config
-from cdiff.data.masks import read_mask, resize_label
 from cdiff.data.prepared import PreparedDataset
 from cdiff.data.tokenizer import encode as tokenize
 from cdiff.data.tokenizer import load_tokenizer
@@ -42,7 +41,7 @@ from cdiff.models.unimodal import MODALITIES, TOKENIZER, UnimodalModel, load_uni
 from cdiff.models.vae import load_vae
 from cdiff.rundir import atomic_write_json, make_manifest, read_manifest, require_stage
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.conditions import null_condition
+from cdiff.stages.conditions import null_condition, read_condition_masks
 
 METHODS = ("collaborative", "composable", "text", "mask")
 INTERMEDIATES = "intermediates"
@@ -158,24 +157,6 @@ def _val_rows(run_dir: Path, modalities: list[str], n: int) -> list[dict[str, st
     ids = data.split("val")[:n]
     records = data.records()
     return [{m: records[i]["caption"] if m == "text" else f"val:{i}" for m in modalities} for i in ids]
-
-
-def read_condition_masks(values: list[str], run_dir: Path, resolution: int, notes: list[str]) -> torch.Tensor:
-    labels = []
-    data = None
-    for v in values:
-        if v.startswith("val:"):
-            data = data or PreparedDataset.open(run_dir / "data")
-            label = data.label(v[4:])
-        else:
-            label = read_mask(v)
-        if label.shape != (resolution, resolution):
-            notes.append(
-                f"mask {v} is {label.shape[1]}×{label.shape[0]}: resized (nearest) to {resolution}×{resolution}"
-            )
-            label = resize_label(label, resolution)
-        labels.append(label)
-    return torch.from_numpy(np.stack(labels))
 
 
 def load_models(

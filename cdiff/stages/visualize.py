@@ -1,0 +1,250 @@
+"""Stage ``visualize``: why a collaborative sample looks as it does (seed §C.2, Figures A4/A5).
+
+From a ``generate --save-intermediates`` folder, for each image:
+- per-modality influence grids over the sampling steps (one tile per step, t = 981 ... 1, left to
+  right and top to bottom; colour = the weight actually applied to that modality's noise
+  prediction at each latent pixel, with a legend);
+- the decoded x_t and predicted x_0 at every step;
+- the mask overlaid on the result;
+- an animated GIF of the steps;
+and one ``index.html`` that puts them together.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cdiff.data.datasets import to_uint8
+from cdiff.data.masks import colorize
+from cdiff.errors import InputError
+from cdiff.imageio import save_png
+from cdiff.models.vae import load_vae
+from cdiff.rundir import atomic_write_json, partial_dir
+from cdiff.stages.conditions import read_condition_masks
+from cdiff.viz import colorbar, colormap, label, overlay, save_gif, tile_grid, titled, upscale
+
+INTERMEDIATES = "intermediates"
+COLUMNS = 10
+
+
+@dataclass
+class VisualizeReport:
+    out: Path
+    images: list[str]
+    wall_time_s: float
+
+
+def _read_generation(folder: Path) -> dict:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise InputError(
+            f"{folder} is not a generate output (no manifest.json); give a folder written by cdiff generate"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"{manifest_path} is corrupt (not JSON); generate again") from None
+    if manifest.get("stage") not in ("generate", "edit"):
+        raise InputError(f"{folder} holds '{manifest.get('stage')}' output, not a generation")
+    if not (folder / INTERMEDIATES).is_dir():
+        raise InputError(
+            f"{folder} has no intermediates; generate again with --save-intermediates to visualise the steps"
+        )
+    return manifest
+
+
+@torch.no_grad()
+def _decode(vae, latents: torch.Tensor, scale: float, batch: int = 16) -> list[np.ndarray]:
+    out = []
+    for i in range(0, len(latents), batch):
+        x = vae.decode(latents[i : i + batch].float() / scale).sample
+        out += [to_uint8(im) for im in x]
+    return out
+
+
+def run(
+    gen_dir: Path,
+    out: Path | None = None,
+    *,
+    images: list[str] | None = None,
+    run_dir: Path | None = None,
+    force: bool = False,
+    progress=None,
+) -> VisualizeReport:
+    t0 = time.perf_counter()
+    gen_dir = Path(gen_dir)
+    manifest = _read_generation(gen_dir)
+    settings = manifest.get("settings", {})
+    run_dir = Path(run_dir or manifest["inputs"]["run"])
+    if not (run_dir / "vae").is_dir():
+        raise InputError(
+            f"the run {run_dir} (where the VAE is) does not exist; pass --run to say where it is now"
+        )
+    out = Path(out or gen_dir / "visualize")
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; pass --force to replace it, or choose another --out")
+    records = manifest["outputs"]["images"]
+    if images:
+        known = {r["file"] for r in records} | {Path(r["file"]).stem for r in records}
+        unknown = [i for i in images if i not in known]
+        if unknown:
+            raise InputError(
+                f"--image {unknown[0]} is not in {gen_dir}; choose from {', '.join(sorted(r['file'] for r in records))}"
+            )
+        records = [r for r in records if r["file"] in images or Path(r["file"]).stem in images]
+    records = [
+        r for r in records if (gen_dir / INTERMEDIATES / f"{Path(r['file']).stem}.safetensors").is_file()
+    ]
+    if not records:
+        raise InputError(f"no intermediates for the chosen images in {gen_dir / INTERMEDIATES}")
+    vae, vae_meta = load_vae(run_dir / "vae")
+    scale, res = vae_meta["scale_factor"], vae_meta["resolution"]
+    tile = min(res, 128)
+    modalities = settings.get("modalities", [])
+
+    partial = partial_dir(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    sections = []
+    for n, rec in enumerate(records):
+        stem = Path(rec["file"]).stem
+        inter = load_file(str(gen_dir / INTERMEDIATES / f"{stem}.safetensors"))
+        sections.append(
+            _visualize_one(
+                partial / stem,
+                stem,
+                rec,
+                inter,
+                gen_dir,
+                run_dir,
+                vae,
+                scale,
+                res,
+                tile,
+                modalities,
+                settings,
+            )
+        )
+        if progress is not None:
+            progress(n + 1, len(records))
+    _write_html(partial / "index.html", gen_dir, settings, sections)
+    atomic_write_json(
+        partial / "manifest.json",
+        {
+            "stage": "visualize",
+            "generation": str(gen_dir),
+            "images": [s["stem"] for s in sections],
+            "settings": settings,
+        },
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    partial.replace(out)
+    return VisualizeReport(out, [s["stem"] for s in sections], time.perf_counter() - t0)
+
+
+def _visualize_one(
+    folder, stem, rec, inter, gen_dir, run_dir, vae, scale, res, tile, modalities, settings
+) -> dict:
+    folder.mkdir(parents=True)
+    ts = inter["t"].tolist()
+    files: dict[str, str] = {}
+    # influence maps: one grid per modality, a tile per step
+    weights = inter.get("weights")
+    maps: dict[str, list[np.ndarray]] = {}
+    if weights is not None:
+        for k, m in enumerate(modalities):
+            tiles = [upscale(colormap(weights[s, k].float().numpy()), tile) for s in range(len(ts))]
+            maps[m] = tiles
+            labelled = [label(t_img, f"t={t}") for t_img, t in zip(tiles, ts, strict=True)]
+            body = tile_grid(labelled, COLUMNS)
+            picture = titled(
+                body,
+                f"influence of the {m} model (weight applied per latent pixel), t = {ts[0]} ... {ts[-1]}",
+                colorbar(min(body.shape[0], 200), f"w_{m}"),
+            )
+            name = f"influence_{m}.png"
+            save_png(folder / name, picture, {"modality": m, "timesteps": ts})
+            files[f"influence of the {m} model"] = name
+    # decoded x_t and predicted x_0 at every step
+    xt = _decode(vae, inter["x_t"], scale)
+    x0 = _decode(vae, inter["pred_x0"], scale)
+    for key, frames, what in (
+        ("x_t", xt, "noisy latent x_t, decoded"),
+        ("pred_x0", x0, "predicted x_0, decoded"),
+    ):
+        body = tile_grid(
+            [label(upscale(f, tile), f"t={t}") for f, t in zip(frames, ts, strict=True)], COLUMNS
+        )
+        save_png(folder / f"{key}.png", titled(body, f"{what}, t = {ts[0]} ... {ts[-1]}"), {"timesteps": ts})
+        files[what] = f"{key}.png"
+    # the result, the mask and the mask over the result
+    with Image.open(gen_dir / rec["file"]) as im:
+        result = np.asarray(im.convert("RGB"))
+    conds = rec.get("conditions", {})
+    if "mask" in conds:
+        label_map = read_condition_masks([conds["mask"]], run_dir, res, [])[0].numpy()
+        colours = colorize(label_map)
+        picture = tile_grid([colours, result, overlay(result, colours)], 3)
+        save_png(folder / "overlay.png", titled(picture, "mask | result | mask over the result"), {})
+        files["mask over the result"] = "overlay.png"
+    # animation: x_t | predicted x_0 | influence maps, one frame per step
+    frames = []
+    for s, t in enumerate(ts):
+        parts = [label(upscale(xt[s], tile), f"x_t t={t}"), label(upscale(x0[s], tile), "x_0")]
+        parts += [label(maps[m][s], f"w_{m}") for m in maps]
+        frames.append(tile_grid(parts, len(parts)))
+    blank = np.full((tile, tile, 3), 255, np.uint8)
+    frames.append(
+        tile_grid([label(upscale(result, tile), "result")] + [blank] * (len(parts) - 1), len(parts))
+    )
+    save_gif(folder / "animation.gif", frames)
+    files["animation"] = "animation.gif"
+    return {"stem": stem, "file": rec["file"], "conditions": conds, "seed": rec.get("seed"), "files": files}
+
+
+def _write_html(path: Path, gen_dir: Path, settings: dict, sections: list[dict]) -> None:
+    esc = html.escape
+    rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in settings.items())
+    body = []
+    for s in sections:
+        conds = "".join(f"<li><b>{esc(k)}</b>: {esc(str(v))}</li>" for k, v in s["conditions"].items())
+        figs = "".join(
+            f'<figure><img src="{esc(s["stem"])}/{esc(f)}" alt="{esc(what)}"><figcaption>{esc(what)}</figcaption></figure>'
+            for what, f in s["files"].items()
+        )
+        body.append(
+            f"<section><h2>{esc(s['file'])} (seed {esc(str(s['seed']))})</h2>"
+            f'<img class="result" src="../{esc(s["file"])}" alt="result"><ul>{conds}</ul>{figs}</section>'
+        )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>cdiff: {esc(str(gen_dir))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1400px; }}
+img {{ image-rendering: pixelated; max-width: 100%; }}
+img.result {{ width: 192px; float: right; margin-left: 1em; }}
+figure {{ margin: 1em 0; }} figcaption {{ color: #555; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
+section {{ border-top: 1px solid #ddd; padding-top: 1em; clear: both; }}
+</style></head><body>
+<h1>How these faces were made</h1>
+<p>Generation <code>{esc(str(gen_dir))}</code>. Each influence tile is one sampling step (t = 981 … 1, left to right, top to
+bottom). Its colour is the weight that modality's noise prediction received at each latent pixel (the weights of
+all modalities sum to 1 at every pixel): where the mask model is bright, the layout comes from the mask; where the
+text model is bright, from the caption. The x_t and x_0 grids decode the noisy latent and the model's guess of the
+clean one at each step.</p>
+<table>{rows}</table>
+{"".join(body)}
+</body></html>
+"""
+    path.write_text(page)
