@@ -85,9 +85,10 @@ class UnimodalModel(nn.Module):
         """Token ids (text) or label maps (mask) → what :meth:`forward` conditions on."""
         if self.modality == "text":
             return {"tokens": self.encoder(raw)}
-        cond = {"tokens": self.encoder(onehot_tokens(raw, self.cfg.mask_tokens))}
+        dtype = next(self.encoder.parameters()).dtype  # float32, or bf16/fp16 when cast as a frozen expert
+        cond = {"tokens": self.encoder(onehot_tokens(raw, self.cfg.mask_tokens).to(dtype))}
         if self.concat:
-            cond["concat"] = onehot_map(raw, self.latent_size)
+            cond["concat"] = onehot_map(raw, self.latent_size).to(dtype)
         return cond
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
