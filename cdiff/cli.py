@@ -483,6 +483,21 @@ def generate(
     )
 
 
+@app.command("import-demo")
+@handle_errors
+def import_demo(run: RunOpt = None, force: ForceOpt = False) -> None:
+    """Put the demo models shipped inside the package (VAE, text, mask, diffusers) into a run."""
+    from cdiff.stages import demo_weights as stage
+
+    run_dir = run or default_run_dir("demo")
+    parts = stage.import_demo(run_dir, force=force)
+    _print_table(
+        f"shipped demo weights → {run_dir}",
+        [(p, str(run_dir / p)) for p in parts],
+        ("model", "folder"),
+    )
+
+
 @app.command()
 @handle_errors
 def visualize(

@@ -31,12 +31,13 @@ def test_version():
 def test_every_command_has_help():
     names = command_names()
     assert "prepare" in names
+    no_config = {"visualize", "import-demo"}  # they read a generation / the package, not a preset
     for name in names:
         result = invoke(name, "--help")
         assert result.exit_code == 0, name
-        assert "--config" in result.output and "--dry-run" in result.output and "--force" in result.output, (
-            name
-        )
+        assert "--force" in result.output, name
+        if name not in no_config:
+            assert "--config" in result.output and "--dry-run" in result.output, name
 
 
 def celeba_args(tree):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -369,3 +370,29 @@ def test_visualize_bad_input(run_dir, tmp_path):
     )
     r = runner.invoke(app, ["visualize", str(gen)])
     assert r.exit_code == 2 and "--save-intermediates" in r.output
+
+
+def test_demo_weights_export_and_import(run_dir, tmp_path):
+    from cdiff.stages import demo_weights
+
+    sizes = demo_weights.export(run_dir, tmp_path / "shipped")
+    assert set(sizes) == {"vae", "text", "mask", "diffuser"}
+    assert (tmp_path / "shipped" / "text" / "tokenizer").is_dir()
+    from safetensors.torch import load_file
+
+    assert {
+        v.dtype for v in load_file(str(tmp_path / "shipped" / "mask" / "model.safetensors")).values()
+    } == {torch.float16}
+    run2 = tmp_path / "run2"
+    assert (
+        runner.invoke(app, ["prepare", "--num", "12", "--resolution", "32", "--run", str(run2)]).exit_code
+        == 0
+    )
+    assert demo_weights.import_demo(run2, source=tmp_path / "shipped") == ["vae", "text", "mask", "diffuser"]
+    assert json.loads((run2 / "diffuser" / "manifest.json").read_text())["stage"] == "train-diffuser"
+    r = cli("generate", "--run", run2, "--num", 1, "--steps", 2, "--out", tmp_path / "g")
+    assert r.exit_code == 0, r.output
+    with pytest.raises(Exception, match="--force"):
+        demo_weights.import_demo(run2, source=tmp_path / "shipped")
+    with pytest.raises(Exception, match="make demo-train"):
+        demo_weights.import_demo(run2, source=tmp_path / "nothing", force=True)
