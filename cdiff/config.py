@@ -178,6 +178,19 @@ class DiffuserConfig:
 
 
 @dataclass
+class EditConfig:
+    """Imagic editing of real images (seed §A.2, REFERENCE.md §3); the release's settings by default."""
+
+    embed_steps: int = 500  # optimise the condition embedding to reconstruct the input
+    embed_lr: float = 1.0e-3
+    finetune_steps: int = 1000  # then fine-tune the UNet with that embedding fixed
+    finetune_lr: float = 1.0e-6
+    batch: int = 1  # noise draws (t, eps) per optimisation step (the release: 1)
+    alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
+    collab_alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)  # both targets: one alpha for both
+
+
+@dataclass
 class SampleConfig:
     """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance; its re-weighting is an option)."""
 
@@ -199,6 +212,7 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     unimodal: UnimodalConfig = field(default_factory=UnimodalConfig)
     diffuser: DiffuserConfig = field(default_factory=DiffuserConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 

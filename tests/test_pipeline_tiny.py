@@ -396,3 +396,134 @@ def test_demo_weights_export_and_import(run_dir, tmp_path):
         demo_weights.import_demo(run2, source=tmp_path / "shipped")
     with pytest.raises(Exception, match="make demo-train"):
         demo_weights.import_demo(run2, source=tmp_path / "nothing", force=True)
+
+
+# ---- editing --------------------------------------------------------------------------------
+
+EDIT_FAST = [
+    "--embed-steps",
+    40,
+    "--embed-lr",
+    1e-2,
+    "--finetune-steps",
+    100,
+    "--finetune-lr",
+    3e-3,
+    "--steps",
+    5,
+    "--eta",
+    0,
+]
+
+
+def _photo(run_dir, tmp_path):
+    """A validation face, padded to 48×40 RGBA: the edit must crop, resize and drop alpha."""
+    from cdiff.data.prepared import PreparedDataset
+
+    data = PreparedDataset.open(run_dir / "data")
+    face = Image.fromarray(data.image(data.split("val")[0])).resize((40, 40))
+    canvas = Image.new("RGBA", (48, 40), (0, 0, 0, 0))
+    canvas.paste(face, (4, 0))
+    canvas.save(tmp_path / "photo.png")
+    return tmp_path / "photo.png"
+
+
+def test_text_edit_optimises_reuses_and_is_reproducible(run_dir, tmp_path):
+    photo = _photo(run_dir, tmp_path)
+    out = tmp_path / "edit"
+    r = cli(
+        "edit",
+        photo,
+        "--run",
+        run_dir,
+        "--target-text",
+        "He has a beard.",
+        "--alphas",
+        "0,1",
+        "--out",
+        out,
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 0, r.output
+    assert "centre-cropped to 40×40 and resized" in r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    m = manifest["metrics"]
+    assert m["text: reconstruction loss with e_opt"] < m["text: reconstruction loss with e_tgt"]
+    assert m["text: reconstruction loss with e_opt, fine-tuned"] < m["text: reconstruction loss with e_opt"]
+    assert (
+        m["text: alpha=0 PSNR to the photo, after fine-tuning"]
+        > m["text: alpha=0 PSNR to the photo, before fine-tuning"]
+    )
+    for name in (
+        "embeddings.safetensors",
+        "finetuned_text.safetensors",
+        "start_noise.safetensors",
+        "input.png",
+        "grid.png",
+        "alpha_+0.00.png",
+        "alpha_+1.00.png",
+    ):
+        assert (out / name).is_file(), name
+    assert Image.open(out / "input.png").size == (32, 32)
+    # reuse: the saved embeddings, UNet and noise give the same images, and new alphas
+    r = cli("edit", "--from", out, "--alphas", "1,0.5,0", "--out", tmp_path / "again")
+    assert r.exit_code == 0, r.output
+    for a in ("+0.00", "+1.00"):
+        assert np.array_equal(_png(out / f"alpha_{a}.png"), _png(tmp_path / "again" / f"alpha_{a}.png")), a
+    assert (tmp_path / "again" / "alpha_+0.50.png").is_file()
+    r = cli("edit", photo, "--run", run_dir, "--target-text", "x", "--out", out, *EDIT_FAST)
+    assert r.exit_code == 2 and "--force" in r.output
+
+
+def test_collaborative_edit_and_visualize(run_dir, tmp_path):
+    photo = _photo(run_dir, tmp_path)
+    m = _mask_file(tmp_path, size=32)
+    out = tmp_path / "both"
+    r = cli(
+        "edit",
+        photo,
+        "--run",
+        run_dir,
+        "--target-text",
+        "She is old.",
+        "--target-mask",
+        m,
+        "--alphas",
+        "0,1.5",
+        "--out",
+        out,
+        "--save-intermediates",
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (
+        manifest["settings"]["modalities"] == ["mask", "text"]
+        and manifest["settings"]["method"] == "collaborative"
+    )
+    assert {"finetuned_text.safetensors", "finetuned_mask.safetensors", "target_mask.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    r = runner.invoke(app, ["visualize", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "visualize" / "alpha_+1.50" / "influence_mask.png").is_file()
+    assert (out / "visualize" / "alpha_+1.50" / "overlay.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["edit", "PHOTO", "--alphas", "0"], "--target-text, --target-mask or both"),
+        (["edit", "NOTIMAGE", "--target-text", "x"], "cannot read"),
+        (["edit", "/nonexistent.jpg", "--target-text", "x"], "photo not found"),
+        (["edit", "--from", "/tmp"], "not an edit folder"),
+        (["edit", "--target-text", "x"], "give a photo"),
+        (["edit", "PHOTO", "--target-mask", "/nonexistent.png"], "mask file not found"),
+    ],
+)
+def test_edit_bad_input(run_dir, tmp_path, args, message):
+    photo = _photo(run_dir, tmp_path)
+    (tmp_path / "not.jpg").write_text("hello")
+    args = [str(photo) if a == "PHOTO" else str(tmp_path / "not.jpg") if a == "NOTIMAGE" else a for a in args]
+    r = cli(*args, "--run", run_dir, *EDIT_FAST)
+    assert r.exit_code == 2 and message in r.output, r.output

@@ -48,13 +48,20 @@ def sample(
     device: torch.device | str = "cpu",
     callback: Callable[[StepInfo], None] | None = None,
     disable_progress: bool = True,
+    x_start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run a diffusers scheduler (DDIM, DPM-Solver++) from seeded noise; returns x_0 ``(B, *shape)``."""
+    """Run a diffusers scheduler (DDIM, DPM-Solver++) from seeded noise; returns x_0 ``(B, *shape)``.
+
+    ``x_start`` replaces the seeded start noise (e.g. an edit's saved noise); the per-step DDIM
+    noise still comes from the seeds.
+    """
     from tqdm.auto import tqdm
 
     device = torch.device(device)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     x = seeded_noise(shape, gens, device) * scheduler.init_noise_sigma
+    if x_start is not None:
+        x = x_start.to(device=device, dtype=x.dtype) * scheduler.init_noise_sigma
     scheduler.set_timesteps(steps, device=device)
     takes_eta = "eta" in inspect.signature(scheduler.step).parameters  # DDIM; DPM-Solver++ is deterministic
     for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable_progress, unit="step")):

@@ -318,7 +318,7 @@ def run(
     layout = "rows: the mask, then one image per seed" if "mask" in raw else "rows: one image per seed"
     save_png(out / "grid.png", grid(tiles, ncol=ncol), {"rows": rows, "layout": layout, "settings": settings})
     if req.save_intermediates:
-        _save_intermediates(out, steps_taken, files)
+        save_intermediates(out, steps_taken, files)
     wall = time.perf_counter() - t0
     atomic_write_json(
         out / "manifest.json",
@@ -335,7 +335,7 @@ def run(
     return GenerateResult(out, images, rows, seeds_all, wall, notes)
 
 
-def _save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files: list[dict]) -> None:
+def save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files: list[dict]) -> None:
     """``intermediates/<image>.safetensors``: per step, x_t, predicted x_0 and the applied weights."""
     folder = out / INTERMEDIATES
     folder.mkdir(exist_ok=True)

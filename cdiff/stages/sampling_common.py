@@ -125,11 +125,13 @@ def generate_images(
     batch_size: int | None = None,
     callback: Callable[[int, StepInfo], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    x_start: torch.Tensor | None = None,
 ) -> list[np.ndarray]:
     """One image per (condition, seed) pair; image k depends only on its condition and seed.
 
     ``raw_cond`` holds one row per image (a dict of rows per modality for collaborations);
-    ``callback(first, info)`` sees every step of the batch whose first image is ``first``.
+    ``callback(first, info)`` sees every step of the batch whose first image is ``first``;
+    ``x_start`` (one row per image) replaces the seeded start noise.
     """
     device = predictor.device
     shape = (vae_meta["latent_channels"], vae_meta["latent_size"], vae_meta["latent_size"])
@@ -147,6 +149,7 @@ def generate_images(
             cfg.sample.eta if eta is None else eta,
             device,
             None if callback is None else (lambda info, i=i: callback(i, info)),
+            x_start=None if x_start is None else x_start[i:j],
         )
         x = vae.decode(z / vae_meta["scale_factor"]).sample
         out += [to_uint8(im) for im in x.cpu()]
