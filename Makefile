@@ -26,25 +26,36 @@ lint: $(STAMP)
 	$(PY) -m ruff check cdiff tests benchmarks
 	$(PY) -m ruff format --check cdiff tests benchmarks
 
-# The main job on the embedded default: synthetic faces, the demo models shipped inside the package, CPU, minutes.
-# Prepares the data, puts the shipped models into the run (unless it has models already, e.g. from demo-train),
-# generates faces from validation (mask, caption) pairs collaboratively and with the fixed-weight baseline, and
-# visualises how the two models shared the work.
+# The main job on the embedded default: the demo models shipped inside the package (trained on the synthetic
+# faces), CPU, minutes. Puts the shipped models into $(DEMO_RUN) (unless it has models already, e.g. from
+# demo-train); generates faces for example pairs (the mask of one validation face, the caption of another) with
+# every method side by side; visualises how the models shared the work; edits a validation photo by text, by mask
+# and by both. Each step prints its time.
 DEMO_OUT := $(DEMO_RUN)/samples
+DEMO_PHOTO = $$(ls $(DEMO_RUN)/examples/photos/*.png | head -1)
+DEMO_TARGET_MASK = $$(ls $(DEMO_RUN)/examples/masks/*.png | head -2 | tail -1)
+DEMO_TARGET_TEXT = $$(sed -n 1p $(DEMO_RUN)/examples/pairs.jsonl | $(PY) -c "import json,sys; print(json.load(sys.stdin)['text'])")
 demo: $(STAMP)
 	@set -e; start=$$(date +%s); \
-	if [ -f $(DEMO_RUN)/data/manifest.json ]; then echo "== data: already prepared in $(DEMO_RUN)/data"; \
-	else echo "== data"; $(CDIFF) prepare --config demo --run $(DEMO_RUN); fi; \
+	step() { t0=$$(date +%s); echo "== $$1"; shift; "$$@"; echo "   $$(( $$(date +%s) - t0 )) s"; }; \
 	if [ -f $(DEMO_RUN)/diffuser/manifest.json ]; then echo "== models: already in $(DEMO_RUN)"; \
-	else echo "== models"; $(CDIFF) import-demo --run $(DEMO_RUN); fi; \
-	rm -rf $(DEMO_OUT)/demo-collaborative $(DEMO_OUT)/demo-composable; \
-	echo "== generate: collaborative"; \
-	$(CDIFF) generate --config demo --run $(DEMO_RUN) --num 4 --save-intermediates --out $(DEMO_OUT)/demo-collaborative; \
-	echo "== generate: composable (fixed equal weights, the paper's baseline)"; \
-	$(CDIFF) generate --config demo --run $(DEMO_RUN) --method composable --num 4 --out $(DEMO_OUT)/demo-composable; \
-	echo "== visualize"; \
-	$(CDIFF) visualize $(DEMO_OUT)/demo-collaborative --image 000-000000.png --image 001-000000.png; \
-	echo "== demo: $$(( $$(date +%s) - start )) s. Open $(DEMO_OUT)/demo-collaborative/visualize/index.html"
+	else step "models: the shipped demo weights → $(DEMO_RUN)" $(CDIFF) import-demo --run $(DEMO_RUN); fi; \
+	rm -rf $(DEMO_OUT)/demo $(DEMO_RUN)/edits/demo-text $(DEMO_RUN)/edits/demo-mask $(DEMO_RUN)/edits/demo-both; \
+	step "generate: collaborative, composable, text only, mask only" \
+		$(CDIFF) generate --run $(DEMO_RUN) --method all --num 2 --save-intermediates --out $(DEMO_OUT)/demo; \
+	step "visualize: influence maps" \
+		$(CDIFF) visualize $(DEMO_OUT)/demo/collaborative --image 000-000000 --image 001-000000 --image 002-000000; \
+	step "edit: text" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) --target-text "$(DEMO_TARGET_TEXT)" \
+		--out $(DEMO_RUN)/edits/demo-text; \
+	step "edit: mask" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) --target-mask "$(DEMO_TARGET_MASK)" \
+		--out $(DEMO_RUN)/edits/demo-mask; \
+	step "edit: text and mask together (collaborative)" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) \
+		--target-text "$(DEMO_TARGET_TEXT)" --target-mask "$(DEMO_TARGET_MASK)" --save-intermediates \
+		--out $(DEMO_RUN)/edits/demo-both; \
+	echo "== demo: $$(( $$(date +%s) - start )) s in all. Open:"; \
+	echo "   $(DEMO_OUT)/demo/compare.html  (methods side by side)"; \
+	echo "   $(DEMO_OUT)/demo/collaborative/visualize/index.html  (influence maps)"; \
+	echo "   $(DEMO_RUN)/edits/demo-{text,mask,both}/grid.png  (edits: photo, target, alpha sweep)"
 
 # Train the demo models from scratch on the demo preset (CPU). Finished stages are kept and an
 # interrupted stage resumes from its last checkpoint, so running it again continues where it stopped.

@@ -45,6 +45,14 @@ RunOpt = Annotated[
     Path | None,
     typer.Option("--run", help="Run directory. [default: runs/<preset>, or $CDIFF_RUNS_DIR/<preset>]"),
 ]
+ModelRunOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--run",
+        help="Run directory with the models. [default: the demo models shipped in the package (demo preset), "
+        "else runs/<preset>]",
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config value, e.g. --set data.num=500 (repeatable)."),
@@ -368,6 +376,22 @@ class Method(StrEnum):
     composable = "composable"
     text = "text"
     mask = "mask"
+    all = "all"
+
+
+def _model_run(run: Path | None, config: str) -> tuple[Path, Path | None]:
+    """(run directory with the models, root for numbered outputs or None for the run's own folder).
+
+    Without --run, the demo preset uses the demo models shipped inside the package and writes
+    to ./outputs; other presets use runs/<preset>.
+    """
+    if run is not None:
+        return run, None
+    if Path(config).stem == "demo":
+        from cdiff.stages.demo_weights import shipped_run
+
+        return shipped_run(), Path("outputs")
+    return default_run_dir(config), None
 
 
 class Reweight(StrEnum):
@@ -440,9 +464,12 @@ def generate(
             "--save-intermediates", help="Keep each step's influence maps, x_t and x_0 (for visualize)."
         ),
     ] = False,
-    out: Annotated[Path | None, typer.Option(help="Output folder. [default: RUN/samples/NNN]")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder. [default: RUN/samples/NNN; ./outputs/NNN without --run]"),
+    ] = None,
     config: ConfigOpt = "demo",
-    run: RunOpt = None,
+    run: ModelRunOpt = None,
     set_: SetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
@@ -474,7 +501,8 @@ def generate(
         influence_every=influence_every,
         save_intermediates=save_intermediates,
     )
-    result = stage.run(cfg, req, run or default_run_dir(config), out, force=force)
+    run_dir, outputs_root = _model_run(run, config)
+    result = stage.run(cfg, req, run_dir, out, force=force, outputs_root=outputs_root)
     for note in result.notes:
         err_console.print(f"note: {note}", highlight=False)
     out_console.print(
@@ -533,10 +561,13 @@ def edit(
         bool, typer.Option("--save-intermediates", help="Keep each step's maps, x_t and x_0 (for visualize).")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder. [default: RUN/edits/NNN, or EDIT_DIR/renders/NNN]")
+        Path | None,
+        typer.Option(
+            help="Output folder. [default: RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN]"
+        ),
     ] = None,
     config: ConfigOpt = "demo",
-    run: RunOpt = None,
+    run: ModelRunOpt = None,
     set_: SetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
@@ -565,7 +596,8 @@ def edit(
         finetune_lr=finetune_lr,
         save_intermediates=save_intermediates,
     )
-    result = stage.run(cfg, req, run or default_run_dir(config), out, force=force, progress=_progress)
+    run_dir, outputs_root = _model_run(run, config)
+    result = stage.run(cfg, req, run_dir, out, force=force, progress=_progress, outputs_root=outputs_root)
     for note in result.notes:
         err_console.print(f"note: {note}", highlight=False)
     if result.metrics:

@@ -372,30 +372,84 @@ def test_visualize_bad_input(run_dir, tmp_path):
     assert r.exit_code == 2 and "--save-intermediates" in r.output
 
 
-def test_demo_weights_export_and_import(run_dir, tmp_path):
-    from cdiff.stages import demo_weights
-
-    sizes = demo_weights.export(run_dir, tmp_path / "shipped")
-    assert set(sizes) == {"vae", "text", "mask", "diffuser"}
-    assert (tmp_path / "shipped" / "text" / "tokenizer").is_dir()
+def test_demo_weights_export_and_import(run_dir, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    assert {
-        v.dtype for v in load_file(str(tmp_path / "shipped" / "mask" / "model.safetensors")).values()
-    } == {torch.float16}
+    from cdiff.stages import demo_weights
+
+    shipped = tmp_path / "shipped"
+    sizes = demo_weights.export(run_dir, shipped)
+    assert set(sizes) == {"vae", "text", "mask", "diffuser"}
+    assert (shipped / "text" / "tokenizer").is_dir()
+    assert {v.dtype for v in load_file(str(shipped / "mask" / "model.safetensors")).values()} == {
+        torch.float16
+    }
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert {"commit", "config", "stages", "reference", "total_mib"} <= set(manifest)
+    assert manifest["stages"]["text"]["seed"] == 0 and manifest["stages"]["diffuser"]["metrics"]["steps"] == 3
+    pairs = [json.loads(x) for x in (shipped / "examples" / "pairs.jsonl").read_text().splitlines()]
+    assert all(p["mask_of"] != p["caption_of"] for p in pairs)  # the mask of one face, the caption of another
+    assert len(list((shipped / "reference").glob("0*.png"))) == len(manifest["reference"]["images"])
+    # the shipped folder is itself a run: generate from it, as `cdiff generate` does without --run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo_weights, "shipped_dir", lambda: shipped)
+    r = runner.invoke(app, ["generate", "--num", "1", "--steps", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "outputs" / "000" / "grid.png").is_file()
+    # import into a run directory
     run2 = tmp_path / "run2"
-    assert (
-        runner.invoke(app, ["prepare", "--num", "12", "--resolution", "32", "--run", str(run2)]).exit_code
-        == 0
-    )
-    assert demo_weights.import_demo(run2, source=tmp_path / "shipped") == ["vae", "text", "mask", "diffuser"]
+    assert demo_weights.import_demo(run2, source=shipped) == ["vae", "text", "mask", "diffuser", "examples"]
     assert json.loads((run2 / "diffuser" / "manifest.json").read_text())["stage"] == "train-diffuser"
     r = cli("generate", "--run", run2, "--num", 1, "--steps", 2, "--out", tmp_path / "g")
     assert r.exit_code == 0, r.output
     with pytest.raises(Exception, match="--force"):
-        demo_weights.import_demo(run2, source=tmp_path / "shipped")
-    with pytest.raises(Exception, match="make demo-train"):
-        demo_weights.import_demo(run2, source=tmp_path / "nothing", force=True)
+        demo_weights.import_demo(run2, source=shipped)
+    monkeypatch.setattr(demo_weights, "shipped_dir", lambda: tmp_path / "nothing")
+    r = runner.invoke(app, ["generate", "--num", "1"])
+    assert r.exit_code == 2 and "make demo-train" in r.output
+
+
+def test_generate_all_methods_side_by_side(run_dir, tmp_path):
+    m = _mask_file(tmp_path, size=32)
+    out = tmp_path / "all"
+    r = cli(
+        "generate",
+        "--run",
+        run_dir,
+        "--method",
+        "all",
+        "--text",
+        "a",
+        "--text",
+        "b",
+        "--mask",
+        m,
+        "--num",
+        1,
+        "--steps",
+        2,
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in out.iterdir()} == {
+        "collaborative",
+        "composable",
+        "text",
+        "mask",
+        "compare.png",
+        "compare.html",
+    }
+    assert Image.open(out / "compare.png").size == (5 * 32 + 6 * 2, 2 * 32 + 3 * 2)
+    # each column is the method's own output
+    compare = _png(out / "compare.png")[..., :3]
+    row, col = (
+        1,
+        3,
+    )  # the second condition, the text-only column (mask, collaborative, composable, text, mask)
+    tile = compare[2 + row * 34 : 2 + row * 34 + 32, 2 + col * 34 : 2 + col * 34 + 32]
+    assert np.array_equal(tile, _png(out / "text" / "001-000000.png")[..., :3])
+    assert "collaborative/000-000000.png" in (out / "compare.html").read_text()
 
 
 # ---- editing --------------------------------------------------------------------------------

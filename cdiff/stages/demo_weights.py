@@ -1,27 +1,39 @@
-"""The demo weights that ship inside the package, and the stage that puts them into a run.
+"""The demo weights that ship inside the package: a complete, read-only run directory.
 
-``cdiff import-demo --run RUN`` writes the shipped VAE, text model, mask model and dynamic
-diffusers into ``RUN/{vae,text,mask,diffuser}`` as finished stages, so ``generate``, ``edit``
-and ``visualize`` work at once (``make demo``). The weights are fp16 safetensors (the models load
-them into fp32); each folder keeps the manifest of the training run that made it.
+``cdiff/weights/demo/`` holds the VAE, the text model (with its tokenizer), the mask model and
+the dynamic diffusers as fp16 safetensors (the models load them into fp32), each with the
+manifest of the training stage that made it, plus:
 
-They are never hand-made: ``make demo-train`` trains them from scratch with the committed code
-and then runs ``python -m cdiff.stages.demo_weights export RUN``, which writes this folder.
+- ``examples/``: validation (mask, caption) pairs that take the mask of one validation face and
+  the caption of another (rare combinations included) and a few validation photos for ``edit``;
+- ``reference/``: images generated from the exported weights at export time, with their
+  settings, so a test can check that the shipped weights still produce them;
+- ``manifest.json``: the commit, config, seeds, per-stage wall times and sample metrics.
+
+``generate`` and ``edit`` use this folder when no ``--run`` is given with the demo preset;
+``cdiff import-demo --run RUN`` copies it into a run directory. It is never hand-made:
+``make demo-train`` trains the models from scratch with the committed code and then runs
+``python -m cdiff.stages.demo_weights export RUN``.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 
+from cdiff.data.masks import write_mask
+from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
+from cdiff.imageio import save_png
+from cdiff.rundir import atomic_write_json, read_manifest, require_stage, sha256_file
 
 PARTS = {  # folder → the stage that trains it
     "vae": "train-vae",
@@ -29,11 +41,25 @@ PARTS = {  # folder → the stage that trains it
     "mask": "train-unimodal-mask",
     "diffuser": "train-diffuser",
 }
-WEIGHTS, CONFIG, TRAINING = "model.safetensors", "config.json", "training-manifest.json"
+WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
+PAIRS = "pairs.jsonl"
+REFERENCE_SETTINGS = {"method": "collaborative", "num": 1, "seed": 0, "steps": 10, "eta": 0.0, "pairs": 4}
 
 
 def shipped_dir() -> Path:
     return Path(str(resources.files("cdiff") / "weights" / "demo"))
+
+
+def shipped_run() -> Path:
+    """The shipped demo run, or a clear error when this installation has none."""
+    folder = shipped_dir()
+    missing = [p for p in PARTS if not (folder / p / WEIGHTS).is_file()]
+    if missing:
+        raise InputError(
+            f"this installation has no shipped demo weights ({folder} lacks {', '.join(missing)}); "
+            "train them with `make demo-train`, or pass --run RUN"
+        )
+    return folder
 
 
 def _fp16_copy(src: Path, dst: Path) -> None:
@@ -45,13 +71,117 @@ def _fp16_copy(src: Path, dst: Path) -> None:
     tmp.replace(dst)
 
 
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "cdiff"], cwd=root, capture_output=True, text=True
+        )
+        return {"commit": head.stdout.strip(), "code_changed_since_commit": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "code_changed_since_commit": None}
+
+
+def example_pairs(data: PreparedDataset, n: int = 8) -> list[dict[str, str]]:
+    """Validation pairs: the mask of one face, the caption of another; the rare combinations first.
+
+    Rare: a face whose own caption says "She" (long hair, no beard) with a bearded man's caption,
+    and a young face's mask with an elderly caption. Then mask i with caption i + 1.
+    """
+    ids = data.split("val")
+    records = data.records()
+    cap = {i: records[i]["caption"] for i in ids}
+    women = [i for i in ids if cap[i].startswith("She")]
+    beards = [
+        i
+        for i in ids
+        if "beard" in cap[i].lower() and "no beard" not in cap[i].lower() and cap[i].startswith("He")
+    ]
+    old = [
+        i
+        for i in ids
+        if any(w in cap[i].lower() for w in ("sixties", "seventies", "eighties", "elderly", "very old"))
+    ]
+    young = [i for i in ids if any(w in cap[i].lower() for w in ("teen", "twenties"))]
+    pairs = []
+    if women and beards:
+        pairs.append((women[0], beards[0]))
+    if young and old:
+        pairs.append((young[0], old[0]))
+    k = 0
+    while len(pairs) < n and k < len(ids):
+        pairs.append((ids[k], ids[(k + 1) % len(ids)]))
+        k += 1
+    return [{"mask_of": a, "caption_of": b, "text": cap[b]} for a, b in pairs[:n]]
+
+
+def _write_examples(run_dir: Path, dest: Path, photos: int = 3) -> None:
+    data = PreparedDataset.open(run_dir / "data")
+    (dest / "masks").mkdir(parents=True)
+    (dest / "photos").mkdir()
+    lines = []
+    for p in example_pairs(data):
+        write_mask(dest / "masks" / f"{p['mask_of']}.png", data.label(p["mask_of"]))
+        lines.append(
+            json.dumps(
+                {
+                    "mask": f"masks/{p['mask_of']}.png",
+                    "text": p["text"],
+                    "mask_of": p["mask_of"],
+                    "caption_of": p["caption_of"],
+                }
+            )
+        )
+    (dest / PAIRS).write_text("\n".join(lines) + "\n")
+    for i in data.split("val")[:photos]:
+        save_png(dest / "photos" / f"{i}.png", data.image(i), {"caption": data.records()[i]["caption"]})
+
+
+def _write_reference(folder: Path) -> dict:
+    """Generate the reference images from the exported weights (so a test can regenerate them)."""
+    from cdiff import config as cfg_mod
+    from cdiff.stages import generate as gen
+
+    s = REFERENCE_SETTINGS
+    pairs = gen.read_pairs_file(folder / EXAMPLES / PAIRS)[: s["pairs"]]
+    req = gen.GenerateRequest(
+        method=s["method"],
+        pairs=[{"mask": p["mask"], "text": p["text"]} for p in pairs],
+        num=s["num"],
+        seed=s["seed"],
+        steps=s["steps"],
+        eta=s["eta"],
+    )
+    out = folder / REFERENCE
+    res = gen.run(cfg_mod.load_config("demo"), req, folder, out)
+    (
+        out / "manifest.json"
+    ).unlink()  # the generation manifest names temporary paths; reference.json says it all
+    record = {
+        "settings": s,
+        "images": [f"{k:03d}-{s['seed']:06d}.png" for k in range(len(pairs))],
+        "mean_pixel": [float(np.mean(im)) for im in res.images],
+    }
+    atomic_write_json(out / "reference.json", record)
+    return record
+
+
 def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
-    """Write the run's trained models (fp16) to ``dest`` (default: the package's demo folder)."""
+    """Write the run's trained models (fp16), examples and reference images to ``dest``."""
     dest = dest or shipped_dir()
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    sizes, sha = {}, {}
+    sizes, sha, stages = {}, {}, {}
+    origin = {
+        **_git_commit(),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dtype": "float16",
+        "from_run": str(run_dir),
+    }
     for part, stage in PARTS.items():
         src = run_dir / part
         require_stage(src, stage, f"make demo-train (the {part} stage)")
@@ -62,12 +192,41 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
         if (src / "tokenizer").is_dir():
             shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
         manifest = read_manifest(src)
-        (staging / part / TRAINING).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["outputs"][WEIGHTS] = {
+            "sha256": sha[part],
+            "trained_sha256": manifest["outputs"][WEIGHTS]["sha256"],
+        }
+        manifest["shipped"] = origin
+        atomic_write_json(staging / part / "manifest.json", manifest)
         sizes[part] = (staging / part / WEIGHTS).stat().st_size
-    # the diffusers name the experts they were trained with: the shipped (fp16) files
+        section = {"vae": "vae", "text": "unimodal", "mask": "unimodal", "diffuser": "diffuser"}[part]
+        stages[part] = {
+            "wall_time_s": manifest.get("wall_time_s"),
+            "metrics": manifest.get("metrics", {}),
+            "parameters": manifest.get("parameters", {}),
+            "seed": manifest["config"][section]["train"]["seed"],
+        }
+    # the diffusers name the experts they were trained with: now the shipped (fp16) files
     record = json.loads((staging / "diffuser" / CONFIG).read_text())
     record["experts"] = {m: sha[m] for m in record["experts"]}
     (staging / "diffuser" / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    _write_examples(run_dir, staging / EXAMPLES)
+    if not (run_dir / EXAMPLES).exists():  # the run gets the same examples (make demo reads them there)
+        shutil.copytree(staging / EXAMPLES, run_dir / EXAMPLES)
+    reference = _write_reference(staging)
+    atomic_write_json(
+        staging / "manifest.json",
+        {
+            "what": "cdiff demo weights (fp16), trained from scratch by make demo-train",
+            **origin,
+            "config": read_manifest(run_dir / "diffuser")["config"],
+            "data": read_manifest(run_dir / "data").get("outputs", {}),
+            "stages": stages,
+            "sizes_bytes": sizes,
+            "total_mib": round(sum(sizes.values()) / 2**20, 2),
+            "reference": reference,
+        },
+    )
     if dest.exists():
         shutil.rmtree(dest)
     staging.replace(dest)
@@ -75,42 +234,28 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
 
 
 def import_demo(run_dir: Path, force: bool = False, source: Path | None = None) -> list[str]:
-    """Write the shipped demo models into ``run_dir`` as finished stages; returns the parts written."""
-    source = source or shipped_dir()
+    """Copy the shipped demo run (models, examples) into ``run_dir``; returns the parts written."""
+    source = source or shipped_run()
     missing = [p for p in PARTS if not (source / p / WEIGHTS).is_file()]
     if missing:
         raise InputError(
-            f"this installation has no shipped demo weights ({source} lacks {', '.join(missing)}); "
-            "train them with `make demo-train`"
+            f"{source} lacks {', '.join(missing)}; train the demo weights with `make demo-train`"
         )
-    existing = [p for p in PARTS if (run_dir / p).exists()]
+    parts = [*PARTS, EXAMPLES]
+    existing = [p for p in parts if (run_dir / p).exists()]
     if existing and not force:
         raise InputError(
             f"{run_dir} already holds {', '.join(existing)}; pass --force to replace them with the demo weights"
         )
-    written = []
-    for part, stage in PARTS.items():
-        t0 = time.perf_counter()
-        training = json.loads((source / part / TRAINING).read_text())
-        partial, _ = begin_stage(run_dir / part, f"import-demo {part}\n", force=True)
-        for item in (source / part).iterdir():
-            if item.is_dir():
-                shutil.copytree(item, partial / item.name, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, partial / item.name)
-        manifest = make_manifest(
-            stage,
-            training.get("config", {}),
-            {"shipped": str(source / part)},
-            {WEIGHTS: {"sha256": sha256_file(partial / WEIGHTS)}},
-            time.perf_counter() - t0,
-            source="shipped demo weights (fp16), trained by make demo-train",
-            metrics=training.get("metrics", {}),
-            parameters=training.get("parameters", {}),
-        )
-        finish_stage(partial, run_dir / part, manifest)
-        written.append(part)
-    return written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        tmp = run_dir / f".{part}.import"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source / part, tmp)
+        if (run_dir / part).exists():
+            shutil.rmtree(run_dir / part)
+        tmp.replace(run_dir / part)
+    return parts
 
 
 def main(argv: list[str]) -> int:
@@ -122,10 +267,9 @@ def main(argv: list[str]) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    total = sum(sizes.values())
     for part, n in sizes.items():
         print(f"{part}: {n / 2**20:.2f} MiB")
-    print(f"shipped demo weights: {total / 2**20:.2f} MiB in {shipped_dir()}")
+    print(f"shipped demo weights: {sum(sizes.values()) / 2**20:.2f} MiB in {shipped_dir()}")
     return 0
 
 

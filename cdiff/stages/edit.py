@@ -317,7 +317,9 @@ def run(
     force: bool = False,
     log=print,
     progress: Callable[[str], Any] | None = None,
+    outputs_root: Path | None = None,
 ) -> EditResult:
+    """Edit; ``out`` defaults to a new numbered folder under ``outputs_root`` (default ``RUN/edits``)."""
     _check(req)
     if req.from_dir is not None:
         return rerender(cfg, req, out, force, log)
@@ -362,7 +364,7 @@ def run(
         targets = {m: {k: v.detach() for k, v in experts[m].encode(raw[m]).items()} for m in modalities}
     noise = seeded_noise(z0.shape[1:], [torch.Generator().manual_seed(req.seed)], torch.device("cpu"))
     # 2-3. per modality: optimise the embedding, then fine-tune the UNet
-    out = out or next_output_dir(run_dir / "edits")
+    out = out or next_output_dir(outputs_root or run_dir / "edits")
     partial = partial_dir(out)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -18,6 +18,8 @@ Methods:
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import time
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ from cdiff.stages import sampling_common as sc
 from cdiff.stages.conditions import null_condition, read_condition_masks
 
 METHODS = ("collaborative", "composable", "text", "mask")
+ALL = "all"  # every method, side by side
+PAIR_KEYS = {"mask", "text", "mask_of", "caption_of"}  # the last two: where the conditions came from
 INTERMEDIATES = "intermediates"
 
 
@@ -98,13 +102,14 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
             raise InputError(
                 f'{path}:{n} is not JSON; each line must be like {{"mask": "m.png", "text": "..."}}'
             ) from None
-        if not isinstance(rec, dict) or not set(rec) <= set(MODALITIES) or not rec:
+        if not isinstance(rec, dict) or not set(rec) <= PAIR_KEYS or not set(rec) & set(MODALITIES):
             raise InputError(
-                f"{path}:{n}: expected an object with the keys mask and/or text, got {line.strip()[:80]}"
+                f"{path}:{n}: expected an object with the keys mask and/or text (and optionally mask_of, "
+                f"caption_of), got {line.strip()[:80]}"
             )
         if "mask" in rec and not Path(rec["mask"]).is_absolute():
             rec["mask"] = str(path.parent / rec["mask"])
-        pairs.append({k: str(v) for k, v in rec.items()})
+        pairs.append({k: str(v) for k, v in rec.items() if k in MODALITIES})
     if not pairs:
         raise InputError(f"--from-file: {path} holds no condition lines")
     return pairs
@@ -153,6 +158,14 @@ def condition_rows(req: GenerateRequest, modalities: list[str], run_dir: Path) -
 
 
 def _val_rows(run_dir: Path, modalities: list[str], n: int) -> list[dict[str, str]]:
+    """The run's example pairs (shipped demo runs), else its first validation pairs."""
+    examples = run_dir / "examples" / "pairs.jsonl"
+    if examples.is_file():
+        return [{m: rec[m] for m in modalities} for rec in read_pairs_file(examples)[:n]]
+    if not (run_dir / "data").is_dir():
+        raise InputError(
+            f"no conditions given and {run_dir} has no data to take validation pairs from; give --text/--mask"
+        )
     data = PreparedDataset.open(run_dir / "data")
     ids = data.split("val")[:n]
     records = data.records()
@@ -164,7 +177,7 @@ def load_models(
 ) -> tuple[sc.UnimodalPredictor | sc.CollabPredictor, dict[str, UnimodalModel], dict[str, dict], list[str]]:
     """The predictor for ``req.method``, the experts, their records, and the modalities."""
     if req.method not in METHODS:
-        raise InputError(f"unknown --method '{req.method}'; choose {', '.join(METHODS)}")
+        raise InputError(f"unknown --method '{req.method}'; choose {', '.join(METHODS)} or {ALL}")
     modalities = modalities_of(req.method, cfg, run_dir)
     experts, metas = {}, {}
     for m in modalities:
@@ -222,8 +235,16 @@ def load_models(
 
 
 def run(
-    cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None, force: bool = False
+    cfg: Config,
+    req: GenerateRequest,
+    run_dir: Path,
+    out: Path | None,
+    force: bool = False,
+    outputs_root: Path | None = None,
 ) -> GenerateResult:
+    """Generate; ``out`` defaults to a new numbered folder under ``outputs_root`` (default ``RUN/samples``)."""
+    if req.method == ALL:
+        return run_all(cfg, req, run_dir, out, force, outputs_root)
     t0 = time.perf_counter()
     if out is not None and out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
@@ -287,7 +308,7 @@ def run(
         callback=keep if req.save_intermediates else None,
     )
     # 4. write
-    out = out or next_output_dir(run_dir / "samples")
+    out = out or next_output_dir(outputs_root or run_dir / "samples")
     out.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {
         "method": req.method,
@@ -356,3 +377,68 @@ def save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files:
             tmp = folder / f".{stem}.tmp"
             save_file(tensors, str(tmp), metadata={"file": rec["file"]})
             tmp.replace(folder / f"{stem}.safetensors")
+
+
+def run_all(
+    cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None, force: bool, outputs_root: Path | None
+) -> GenerateResult:
+    """Every method for the same conditions and seeds: ``OUT/<method>/``, ``compare.png`` and ``compare.html``."""
+    t0 = time.perf_counter()
+    if out is not None and out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
+    if req.weights is not None or req.reweight not in (None, "none") or req.influence_every not in (None, 1):
+        raise InputError(
+            "--method all compares the methods at their defaults; drop --weights/--reweight/--influence-every"
+        )
+    out = out or next_output_dir(outputs_root or run_dir / "samples")
+    methods = [
+        m for m in METHODS if m != "collaborative" or (run_dir / "diffuser" / "manifest.json").is_file()
+    ]
+    both = modalities_of("composable", cfg, run_dir)
+    rows = condition_rows(dataclasses.replace(req, method="composable"), both, run_dir)
+    results: dict[str, GenerateResult] = {}
+    notes: list[str] = []
+    for method in methods:
+        keep = [method] if method in MODALITIES else both
+        sub = dataclasses.replace(
+            req,
+            method=method,
+            pairs=[{m: r[m] for m in keep} for r in rows],
+            texts=[],
+            masks=[],
+            save_intermediates=req.save_intermediates and method == "collaborative",
+        )
+        results[method] = run(cfg, sub, run_dir, out / method, force=force)
+        notes += [n for n in results[method].notes if n not in notes]
+    first = results[methods[0]]
+    size = first.images[0].shape[0]
+    labels = read_condition_masks([r["mask"] for r in rows], run_dir, size, [])
+    tiles: list[np.ndarray] = []
+    for k in range(len(first.images)):
+        tiles.append(sc.condition_tile(labels[k // req.num].numpy(), size))
+        tiles += [results[m].images[k] for m in methods]
+    layout = {
+        "columns": ["mask", *methods],
+        "rows": [{**rows[k // req.num], "seed": first.seeds[k]} for k in range(len(first.images))],
+    }
+    save_png(out / "compare.png", grid(tiles, ncol=1 + len(methods)), {"layout": layout})
+    esc = html.escape
+    body = []
+    for k in range(len(first.images)):
+        j = k // req.num
+        name = f"{first.seeds[k]:06d}.png" if len(rows) == 1 else f"{j:03d}-{first.seeds[k]:06d}.png"
+        cells = "".join(f'<td><img src="{m}/{name}" width="128" alt="{m}"></td>' for m in methods)
+        body.append(
+            f"<tr><td>{esc(rows[j].get('text', ''))}<br><small>seed {first.seeds[k]}</small></td>{cells}</tr>"
+        )
+    head = "".join(f"<th>{esc(m)}</th>" for m in methods)
+    (out / "compare.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>cdiff: methods side by side</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
+        "td,th{padding:4px;text-align:center;border-bottom:1px solid #ddd}</style></head><body>"
+        "<h1>The same conditions and seeds, each method</h1><p>collaborative: the dynamic diffusers weight the "
+        "models per pixel and step; composable: fixed equal weights (the paper's baseline); text / mask: one "
+        "model alone. Each row's mask is the first column of <code>compare.png</code>.</p>"
+        f"<table><tr><th>caption</th>{head}</tr>{''.join(body)}</table></body></html>\n"
+    )
+    return GenerateResult(out, first.images, rows, first.seeds, time.perf_counter() - t0, notes)
