@@ -596,7 +596,8 @@ def edit(
         finetune_lr=finetune_lr,
         save_intermediates=save_intermediates,
     )
-    run_dir, outputs_root = _model_run(run, config)
+    # --from re-renders with the models of the edit's own run
+    run_dir, outputs_root = (run, None) if from_dir is not None else _model_run(run, config)
     result = stage.run(cfg, req, run_dir, out, force=force, progress=_progress, outputs_root=outputs_root)
     for note in result.notes:
         err_console.print(f"note: {note}", highlight=False)

@@ -15,6 +15,7 @@ folder; ``--from EDIT_DIR`` renders more alphas from them without optimising aga
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -35,7 +36,7 @@ from cdiff.data.datasets import to_tensor
 from cdiff.data.masks import write_mask
 from cdiff.data.tokenizer import encode as tokenize
 from cdiff.data.tokenizer import load_tokenizer
-from cdiff.diffusion.sampling import StepInfo, seeded_noise
+from cdiff.diffusion.sampling import seeded_noise
 from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
@@ -244,46 +245,53 @@ class EditPredictor:
         return self.base(x, t, enc)
 
 
+@dataclass
+class EditState:
+    """What an alpha sweep needs: the (fine-tuned) experts, both embeddings, the start noise, the settings."""
+
+    run_dir: Path
+    experts: dict[str, UnimodalModel]
+    targets: dict[str, dict[str, torch.Tensor]]
+    optimised: dict[str, dict[str, torch.Tensor]]
+    noise: torch.Tensor
+    vae: Any
+    vae_meta: dict
+    settings: dict  # seed, steps, eta, solver, modalities, ...
+
+    def only(self, m: str) -> EditState:
+        """The same edit restricted to modality ``m`` (a uni-modal sweep)."""
+        return dataclasses.replace(
+            self, experts={m: self.experts[m]}, targets={m: self.targets[m]}, optimised={m: self.optimised[m]}
+        )
+
+
 def render(
-    cfg: Config,
-    run_dir: Path,
-    experts: dict[str, UnimodalModel],
-    targets: dict,
-    optimised: dict,
-    alphas: list[float],
-    noise: torch.Tensor,
-    seed: int,
-    steps: int | None,
-    eta: float | None,
-    solver: str,
-    batch_size: int | None,
-    vae,
-    vae_meta: dict,
-    callback=None,
+    cfg: Config, state: EditState, alphas: list[float], batch_size: int | None = None, callback=None
 ) -> list[np.ndarray]:
     """The alpha sweep from one start noise and one seed (image k depends only on alpha k)."""
-    modalities = list(targets)
+    modalities = list(state.targets)
     if len(modalities) == 1:
-        base: sc.UnimodalPredictor | sc.CollabPredictor = sc.UnimodalPredictor(experts[modalities[0]])
+        base: sc.UnimodalPredictor | sc.CollabPredictor = sc.UnimodalPredictor(state.experts[modalities[0]])
     else:
+        run_dir = state.run_dir
         require_stage(run_dir / "diffuser", "train-diffuser", f"cdiff train-diffuser --run {run_dir}")
         diffusers, _ = load_diffusers(run_dir / "diffuser")
-        base = sc.CollabPredictor(Collaboration(experts, diffusers, list(diffusers.modalities)))
-    predictor = EditPredictor(base, targets, optimised)
+        base = sc.CollabPredictor(Collaboration(state.experts, diffusers, list(diffusers.modalities)))
     n = len(alphas)
+    s = state.settings
     return sc.generate_images(
-        predictor,
-        vae,
-        vae_meta,
+        EditPredictor(base, state.targets, state.optimised),
+        state.vae,
+        state.vae_meta,
         cfg,
         torch.tensor(alphas, dtype=torch.float32),
-        [seed] * n,
-        steps,
-        eta,
-        solver,
+        [s["seed"]] * n,
+        s["steps"],
+        s["eta"],
+        s["solver"],
         batch_size,
         callback=callback,
-        x_start=noise.expand(n, *noise.shape[1:]),
+        x_start=state.noise.expand(n, *state.noise.shape[1:]),
     )
 
 
@@ -312,7 +320,7 @@ def _check(req: EditRequest) -> None:
 def run(
     cfg: Config,
     req: EditRequest,
-    run_dir: Path,
+    run_dir: Path | None,
     out: Path | None,
     force: bool = False,
     log=print,
@@ -326,6 +334,8 @@ def run(
     t0 = time.perf_counter()
     if req.photo is None:
         raise InputError("give a photo to edit (or --from EDIT_DIR to render more alphas of an earlier edit)")
+    if run_dir is None:
+        raise InputError("give --run RUN: the run directory with the models")
     modalities = [m for m, v in (("mask", req.target_mask), ("text", req.target_text)) if v is not None]
     if not modalities:
         raise InputError("give --target-text, --target-mask or both")
@@ -363,83 +373,6 @@ def run(
     with torch.no_grad():
         targets = {m: {k: v.detach() for k, v in experts[m].encode(raw[m]).items()} for m in modalities}
     noise = seeded_noise(z0.shape[1:], [torch.Generator().manual_seed(req.seed)], torch.device("cpu"))
-    # 2-3. per modality: optimise the embedding, then fine-tune the UNet
-    out = out or next_output_dir(outputs_root or run_dir / "edits")
-    partial = partial_dir(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    optimised: dict[str, dict] = {}
-    metrics: dict[str, float] = {}
-    for m in modalities:
-        e = experts[m]
-        metrics[f"{m}: reconstruction loss with e_tgt"] = reconstruction_loss(e, z0, targets[m], alpha_bar)
-        bar = progress(f"{m}: optimising the embedding") if progress else None
-        with bar or _null() as update:
-            optimised[m] = optimise_embedding(
-                e, z0, targets[m], embed_steps, embed_lr, ec.batch, alpha_bar, req.seed, update
-            )
-        metrics[f"{m}: reconstruction loss with e_opt"] = reconstruction_loss(e, z0, optimised[m], alpha_bar)
-        before = render(
-            cfg,
-            run_dir,
-            {m: e},
-            {m: targets[m]},
-            {m: optimised[m]},
-            [0.0],
-            noise,
-            req.seed,
-            req.steps,
-            req.eta,
-            req.solver,
-            1,
-            vae,
-            vae_meta,
-        )[0]
-        metrics[f"{m}: alpha=0 PSNR to the photo, before fine-tuning"] = _psnr(before, image)
-        bar = progress(f"{m}: fine-tuning the UNet") if progress else None
-        with bar or _null() as update:
-            finetune_unet(e, z0, optimised[m], ft_steps, ft_lr, ec.batch, alpha_bar, req.seed, update)
-        metrics[f"{m}: reconstruction loss with e_opt, fine-tuned"] = reconstruction_loss(
-            e, z0, optimised[m], alpha_bar
-        )
-        save_file(
-            {k: v.contiguous() for k, v in e.unet.state_dict().items()},
-            str(partial / f"finetuned_{m}.safetensors"),
-        )
-    if len(modalities) == 1:
-        after = render(
-            cfg,
-            run_dir,
-            experts,
-            targets,
-            optimised,
-            [0.0],
-            noise,
-            req.seed,
-            req.steps,
-            req.eta,
-            req.solver,
-            1,
-            vae,
-            vae_meta,
-        )[0]
-        metrics[f"{modalities[0]}: alpha=0 PSNR to the photo, after fine-tuning"] = _psnr(after, image)
-    # 4. save what makes the edit reusable, then render the sweep
-    save_png(partial / INPUT, image, {"source": str(req.photo)})
-    if label is not None:
-        write_mask(partial / TARGET_MASK, label[0].numpy())
-    tensors = {}
-    for m in modalities:
-        for k, v in targets[m].items():
-            tensors[f"{m}.target.{k}"] = v.contiguous()
-            tensors[f"{m}.optimised.{k}"] = optimised[m][k].contiguous()
-    save_file(tensors, str(partial / EMBEDDINGS))
-    save_file({"x_T": noise.contiguous()}, str(partial / NOISE))
-    conditions = {}
-    if label is not None:
-        conditions["mask"] = str(out / TARGET_MASK)
-    if req.target_text is not None:
-        conditions["text"] = req.target_text
     settings = {
         "method": "collaborative" if len(modalities) > 1 else modalities[0],
         "modalities": modalities,
@@ -453,33 +386,60 @@ def run(
         "finetune_lr": ft_lr,
         "batch": ec.batch,
     }
+    state = EditState(run_dir, experts, targets, {}, noise, vae, vae_meta, settings)
+    # 2-3. per modality: optimise the embedding, then fine-tune the UNet
+    out = out or next_output_dir(outputs_root or run_dir / "edits")
+    partial = partial_dir(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    metrics: dict[str, float] = {}
+    for m in modalities:
+        e = experts[m]
+        metrics[f"{m}: reconstruction loss with e_tgt"] = reconstruction_loss(e, z0, targets[m], alpha_bar)
+        bar = progress(f"{m}: optimising the embedding") if progress else None
+        with bar or _null() as update:
+            state.optimised[m] = optimise_embedding(
+                e, z0, targets[m], embed_steps, embed_lr, ec.batch, alpha_bar, req.seed, update
+            )
+        metrics[f"{m}: reconstruction loss with e_opt"] = reconstruction_loss(
+            e, z0, state.optimised[m], alpha_bar
+        )
+        before = render(cfg, state.only(m), [0.0], 1)[0]
+        metrics[f"{m}: alpha=0 PSNR to the photo, before fine-tuning"] = _psnr(before, image)
+        bar = progress(f"{m}: fine-tuning the UNet") if progress else None
+        with bar or _null() as update:
+            finetune_unet(e, z0, state.optimised[m], ft_steps, ft_lr, ec.batch, alpha_bar, req.seed, update)
+        metrics[f"{m}: reconstruction loss with e_opt, fine-tuned"] = reconstruction_loss(
+            e, z0, state.optimised[m], alpha_bar
+        )
+        metrics[f"{m}: alpha=0 PSNR to the photo, after fine-tuning"] = _psnr(
+            render(cfg, state.only(m), [0.0], 1)[0], image
+        )
+        state_dict = {k: v.contiguous() for k, v in e.unet.state_dict().items()}
+        save_file(state_dict, str(partial / f"finetuned_{m}.safetensors"))
+    # 4. save what makes the edit reusable, then render the sweep
+    save_png(partial / INPUT, image, {"source": str(req.photo)})
+    if label is not None:
+        write_mask(partial / TARGET_MASK, label[0].numpy())
+    tensors = {}
+    for m in modalities:
+        for k, v in targets[m].items():
+            tensors[f"{m}.target.{k}"] = v.contiguous()
+            tensors[f"{m}.optimised.{k}"] = state.optimised[m][k].contiguous()
+    save_file(tensors, str(partial / EMBEDDINGS))
+    save_file({"x_T": noise.contiguous()}, str(partial / NOISE))
+    conditions = {}
+    if label is not None:
+        conditions["mask"] = str(out / TARGET_MASK)
+    if req.target_text is not None:
+        conditions["text"] = req.target_text
     inputs = {
         "run": str(run_dir),
         "photo": {"path": str(req.photo), "sha256": sha256_file(req.photo)},
         **{m: str(run_dir / m) for m in modalities},
     }
-    images = _render_and_write(
-        cfg,
-        run_dir,
-        experts,
-        targets,
-        optimised,
-        alphas,
-        noise,
-        req,
-        vae,
-        vae_meta,
-        partial,
-        out,
-        image,
-        label,
-        conditions,
-        settings,
-        inputs,
-        metrics,
-        notes,
-        t0,
-    )
+    record = {"inputs": inputs, "metrics": metrics, "notes": notes, "t0": t0}
+    images = _render_and_write(cfg, state, alphas, req, partial, image, label, conditions, record)
     if out.exists():
         shutil.rmtree(out)
     partial.replace(out)
@@ -487,65 +447,30 @@ def run(
 
 
 def _render_and_write(
-    cfg,
-    run_dir,
-    experts,
-    targets,
-    optimised,
-    alphas,
-    noise,
-    req,
-    vae,
-    vae_meta,
-    folder,
-    final,
-    image,
-    label,
-    conditions,
-    settings,
-    inputs,
-    metrics,
-    notes,
-    t0,
+    cfg: Config,
+    state: EditState,
+    alphas: list[float],
+    req: EditRequest,
+    folder: Path,
+    photo: np.ndarray,
+    label: torch.Tensor | None,
+    conditions: dict,
+    record: dict,
 ) -> list[np.ndarray]:
-    steps_taken: dict[int, list[StepInfo]] = {}
+    """Render the sweep into ``folder``: a PNG per alpha, the grid, intermediates, the manifest.
 
-    def keep(first: int, info: StepInfo) -> None:
-        steps_taken.setdefault(first, []).append(
-            StepInfo(
-                info.index,
-                info.t,
-                info.x_t.cpu(),
-                info.eps.cpu(),
-                info.pred_x0.cpu(),
-                {k: v.cpu() for k, v in info.extras.items()},
-            )
-        )
-
-    images = render(
-        cfg,
-        run_dir,
-        experts,
-        targets,
-        optimised,
-        alphas,
-        noise,
-        settings["seed"],
-        settings["steps"],
-        settings["eta"],
-        settings["solver"],
-        req.batch_size,
-        vae,
-        vae_meta,
-        callback=keep if req.save_intermediates else None,
-    )
+    ``record`` holds the manifest's ``inputs``, ``metrics``, ``notes`` and the start time ``t0``.
+    """
+    settings = state.settings
+    recorder = sc.StepRecorder()
+    images = render(cfg, state, alphas, req.batch_size, recorder if req.save_intermediates else None)
     files = []
     for a, im in zip(alphas, images, strict=True):
         name = f"alpha_{a:+.2f}.png"
         save_png(folder / name, im, {"alpha": str(a), "conditions": conditions, "settings": settings})
         files.append({"file": name, "alpha": a, "conditions": conditions, "seed": settings["seed"]})
-    size = image.shape[0]
-    head = [image] + ([sc.condition_tile(label[0].numpy(), size)] if label is not None else [])
+    size = photo.shape[0]
+    head = [photo] + ([sc.condition_tile(label[0].numpy(), size)] if label is not None else [])
     save_png(
         folder / "grid.png",
         grid(head + images, ncol=len(head) + len(images)),
@@ -556,23 +481,20 @@ def _render_and_write(
         },
     )
     if req.save_intermediates:
-        save_intermediates(folder, steps_taken, files)
+        save_intermediates(folder, recorder.steps, files)
+    reusable = [EMBEDDINGS, NOISE] + [f"finetuned_{m}.safetensors" for m in settings["modalities"]]
+    intermediates = INTERMEDIATES if req.save_intermediates else None
     atomic_write_json(
         folder / "manifest.json",
         make_manifest(
             "edit",
             cfg_mod.to_dict(cfg),
-            inputs,
-            {
-                "images": files,
-                "intermediates": INTERMEDIATES if req.save_intermediates else None,
-                "reusable": [EMBEDDINGS, NOISE]
-                + [f"finetuned_{m}.safetensors" for m in settings["modalities"]],
-            },
-            time.perf_counter() - t0,
+            record["inputs"],
+            {"images": files, "intermediates": intermediates, "reusable": reusable},
+            time.perf_counter() - record["t0"],
             settings=settings,
-            metrics=metrics,
-            notes=notes,
+            metrics=record["metrics"],
+            notes=record["notes"],
         ),
     )
     return images
@@ -637,28 +559,9 @@ def rerender(cfg: Config, req: EditRequest, out: Path | None, force: bool, log=p
         label = read_condition_masks([str(src / TARGET_MASK)], run_dir, vae_meta["resolution"], [])
         conditions = {**conditions, "mask": str(src / TARGET_MASK)}
     inputs = {"run": str(run_dir), "edit": str(src)}
-    images = _render_and_write(
-        cfg,
-        run_dir,
-        experts,
-        targets,
-        optimised,
-        alphas,
-        noise,
-        req,
-        vae,
-        vae_meta,
-        partial,
-        out,
-        image,
-        label,
-        conditions,
-        settings,
-        inputs,
-        {},
-        [],
-        t0,
-    )
+    state = EditState(run_dir, experts, targets, optimised, noise, vae, vae_meta, settings)
+    record = {"inputs": inputs, "metrics": {}, "notes": [], "t0": t0}
+    images = _render_and_write(cfg, state, alphas, req, partial, image, label, conditions, record)
     if out.exists():
         shutil.rmtree(out)
     partial.replace(out)

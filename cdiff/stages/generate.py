@@ -280,20 +280,7 @@ def run(
         predictor.nulls = nulls
         raw_in = raw_all
     # 3. sample (with the intermediates when asked)
-    steps_taken: dict[int, list[StepInfo]] = {}
-
-    def keep(first: int, info: StepInfo) -> None:
-        steps_taken.setdefault(first, []).append(
-            StepInfo(
-                info.index,
-                info.t,
-                info.x_t.cpu(),
-                info.eps.cpu(),
-                info.pred_x0.cpu(),
-                {k: v.cpu() for k, v in info.extras.items()},
-            )
-        )
-
+    recorder = sc.StepRecorder()
     images = sc.generate_images(
         predictor,
         vae,
@@ -305,7 +292,7 @@ def run(
         req.eta,
         req.solver,
         req.batch_size,
-        callback=keep if req.save_intermediates else None,
+        callback=recorder if req.save_intermediates else None,
     )
     # 4. write
     out = out or next_output_dir(outputs_root or run_dir / "samples")
@@ -339,7 +326,7 @@ def run(
     layout = "rows: the mask, then one image per seed" if "mask" in raw else "rows: one image per seed"
     save_png(out / "grid.png", grid(tiles, ncol=ncol), {"rows": rows, "layout": layout, "settings": settings})
     if req.save_intermediates:
-        save_intermediates(out, steps_taken, files)
+        save_intermediates(out, recorder.steps, files)
     wall = time.perf_counter() - t0
     atomic_write_json(
         out / "manifest.json",

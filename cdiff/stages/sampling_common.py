@@ -111,6 +111,18 @@ class CollabPredictor:
         return combine(eps, weights), {"weights": weights}
 
 
+class StepRecorder:
+    """A sampler callback that keeps every step (on the CPU), per batch: ``steps[first] = [StepInfo, ...]``."""
+
+    def __init__(self):
+        self.steps: dict[int, list[StepInfo]] = {}
+
+    def __call__(self, first: int, info: StepInfo) -> None:
+        extras = {k: v.cpu() for k, v in info.extras.items()}
+        kept = StepInfo(info.index, info.t, info.x_t.cpu(), info.eps.cpu(), info.pred_x0.cpu(), extras)
+        self.steps.setdefault(first, []).append(kept)
+
+
 @torch.no_grad()
 def generate_images(
     predictor: UnimodalPredictor | CollabPredictor,
