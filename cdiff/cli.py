@@ -43,13 +43,13 @@ ConfigOpt = Annotated[
 ]
 RunOpt = Annotated[
     Path | None,
-    typer.Option("--run", help="Run directory. [default: runs/<preset>, or $CDIFF_RUNS_DIR/<preset>]"),
+    typer.Option("--run", help="Run directory. \\[default: runs/<preset>, or $CDIFF_RUNS_DIR/<preset>]"),
 ]
 ModelRunOpt = Annotated[
     Path | None,
     typer.Option(
         "--run",
-        help="Run directory with the models. [default: the demo models shipped in the package (demo preset), "
+        help="Run directory with the models. \\[default: the demo models shipped in the package (demo preset), "
         "else runs/<preset>]",
     ),
 ]
@@ -119,7 +119,7 @@ class TokenizerName(StrEnum):
 @handle_errors
 def prepare(
     source: Annotated[
-        SourceName | None, typer.Option(help="Where samples come from. [default: the preset's]")
+        SourceName | None, typer.Option(help="Where samples come from. \\[default: the preset's]")
     ] = None,
     num: Annotated[int | None, typer.Option(help="synthetic: number of samples.")] = None,
     resolution: Annotated[int | None, typer.Option(help="Image and mask size in pixels.")] = None,
@@ -138,13 +138,13 @@ def prepare(
         Path | None, typer.Option("--root", help="codiff: the release's datasets/ folder.")
     ] = None,
     tokenizer: Annotated[
-        TokenizerName | None, typer.Option(help="Caption tokenizer. [default: the preset's]")
+        TokenizerName | None, typer.Option(help="Caption tokenizer. \\[default: the preset's]")
     ] = None,
     tokenizer_path: Annotated[
         Path | None, typer.Option(help="Local bert-base-uncased folder (vocab.txt).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes; 0 = all cores.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Dataset folder. [default: RUN/data]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Dataset folder. \\[default: RUN/data]")] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip and count unusable samples instead of stopping.")
     ] = False,
@@ -194,7 +194,7 @@ def prepare(
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
 ]
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder. [default: RUN/data]")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder. \\[default: RUN/data]")]
 
 
 def _print_table(
@@ -218,7 +218,7 @@ def _print_parameters(counts: dict[str, int]) -> None:
 def train_vae(
     data: DataOpt = None,
     steps: Annotated[
-        int | None, typer.Option(help="Optimiser steps. [default: the preset's vae.train.steps]")
+        int | None, typer.Option(help="Optimiser steps. \\[default: the preset's vae.train.steps]")
     ] = None,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
     resume: ResumeOpt = False,
@@ -284,7 +284,7 @@ class Solver(StrEnum):
 def train_unimodal(
     modality: Annotated[Modality, typer.Option(help="Which condition drives the model.")],
     data: DataOpt = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps. [default: the preset's]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
     resume: ResumeOpt = False,
     config: ConfigOpt = "demo",
@@ -331,7 +331,7 @@ def train_unimodal(
 @handle_errors
 def train_diffuser(
     data: DataOpt = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps. [default: the preset's]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
     resume: ResumeOpt = False,
     config: ConfigOpt = "demo",
@@ -431,7 +431,7 @@ def generate(
     weights: Annotated[
         str | None,
         typer.Option(
-            help="composable: one weight per modality in diffuser.modalities order. [default: equal]"
+            help="composable: one weight per modality in diffuser.modalities order. \\[default: equal]"
         ),
     ] = None,
     reweight: Annotated[
@@ -444,12 +444,12 @@ def generate(
     influence_every: Annotated[
         int | None,
         typer.Option(
-            help="collaborative: run the diffusers every k steps, reuse their maps between. [default: 1]"
+            help="collaborative: run the diffusers every k steps, reuse their maps between. \\[default: 1]"
         ),
     ] = None,
     num: Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")] = 4,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps. [default: 50]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
     eta: Annotated[float | None, typer.Option(help="DDIM eta (1.0 as the release, 0 deterministic).")] = None,
     guidance: Annotated[
         float, typer.Option(help="Classifier-free guidance scale (models trained with dropout).")
@@ -466,7 +466,7 @@ def generate(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output folder. [default: RUN/samples/NNN; ./outputs/NNN without --run]"),
+        typer.Option(help="Output folder. \\[default: RUN/samples/NNN; ./outputs/NNN without --run]"),
     ] = None,
     config: ConfigOpt = "demo",
     run: ModelRunOpt = None,
@@ -535,23 +535,23 @@ def edit(
     alphas: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated alphas (e = a*e_tgt + (1-a)*e_opt). [default: edit.alphas / edit.collab_alphas]"
+            help="Comma-separated alphas (e = a*e_tgt + (1-a)*e_opt). \\[default: edit.alphas / edit.collab_alphas]"
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the start noise and the sampler.")] = 0,
     embed_steps: Annotated[
-        int | None, typer.Option(help="Embedding optimisation steps. [default: edit.embed_steps]")
+        int | None, typer.Option(help="Embedding optimisation steps. \\[default: edit.embed_steps]")
     ] = None,
     embed_lr: Annotated[
-        float | None, typer.Option(help="Its Adam learning rate. [default: edit.embed_lr]")
+        float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.embed_lr]")
     ] = None,
     finetune_steps: Annotated[
-        int | None, typer.Option(help="UNet fine-tuning steps. [default: edit.finetune_steps]")
+        int | None, typer.Option(help="UNet fine-tuning steps. \\[default: edit.finetune_steps]")
     ] = None,
     finetune_lr: Annotated[
-        float | None, typer.Option(help="Its Adam learning rate. [default: edit.finetune_lr]")
+        float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.finetune_lr]")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps. [default: 50]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
     eta: Annotated[float | None, typer.Option(help="DDIM eta (1.0 as the release).")] = None,
     solver: Annotated[Solver, typer.Option(help="ddim (the release) or dpm (DPM-Solver++).")] = Solver.ddim,
     batch_size: Annotated[
@@ -563,7 +563,7 @@ def edit(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Output folder. [default: RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN]"
+            help="Output folder. \\[default: RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN]"
         ),
     ] = None,
     config: ConfigOpt = "demo",
@@ -636,9 +636,9 @@ def visualize(
     image: Annotated[
         list[str] | None, typer.Option("--image", help="Only this image (file name or stem; repeatable).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder. [default: GENERATION/visualize]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: GENERATION/visualize]")] = None,
     run: Annotated[
-        Path | None, typer.Option("--run", help="Run directory with the VAE. [default: the generation's]")
+        Path | None, typer.Option("--run", help="Run directory with the VAE. \\[default: the generation's]")
     ] = None,
     force: ForceOpt = False,
 ) -> None:
