@@ -438,7 +438,7 @@ def generate(
         Reweight | None,
         typer.Option(
             help="collaborative: 'released' applies the release's mask-early/text-late schedule. "
-            "[default: sample.reweight]"
+            "\\[default: sample.reweight]"
         ),
     ] = None,
     influence_every: Annotated[
