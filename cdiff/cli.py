@@ -452,8 +452,12 @@ def generate(
     steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
     eta: Annotated[float | None, typer.Option(help="DDIM eta (1.0 as the release, 0 deterministic).")] = None,
     guidance: Annotated[
-        float, typer.Option(help="Classifier-free guidance scale (models trained with dropout).")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Classifier-free guidance scale (models trained with dropout). \\[default: sample.guidance: "
+            "3 in the demo preset, 1 (none) at paper scale]"
+        ),
+    ] = None,
     solver: Annotated[Solver, typer.Option(help="ddim (the release) or dpm (DPM-Solver++).")] = Solver.ddim,
     batch_size: Annotated[
         int | None, typer.Option(help="Images per forward pass (results do not depend on it).")

@@ -61,7 +61,7 @@ class GenerateRequest:
     seed: int = 0
     steps: int | None = None
     eta: float | None = None
-    guidance: float = 1.0
+    guidance: float | None = None  # None: the config's sample.guidance
     solver: str = "ddim"
     batch_size: int | None = None
     weights: list[float] | None = None  # composable only
@@ -185,6 +185,8 @@ def load_models(
             run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
         )
         experts[m], metas[m] = load_unimodal(run_dir / m)
+    if req.guidance is None:
+        req.guidance = cfg.sample.guidance
     if req.guidance != 1.0:
         plain = [m for m in modalities if metas[m]["unimodal"]["cond_dropout"] <= 0]
         if plain:
