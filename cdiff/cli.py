@@ -194,7 +194,9 @@ def prepare(
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
 ]
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder. \\[default: RUN/data]")]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Prepared dataset folder. \\[default: RUN/data]")
+]
 
 
 def _print_table(

@@ -77,8 +77,11 @@ def _git_commit() -> dict:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "cdiff"], cwd=root, capture_output=True, text=True
+        dirty = subprocess.run(  # tracked code only: the weights being exported are not code
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "cdiff", ":!cdiff/weights"],
+            cwd=root,
+            capture_output=True,
+            text=True,
         )
         return {"commit": head.stdout.strip(), "code_changed_since_commit": bool(dirty.stdout.strip())}
     except (OSError, subprocess.CalledProcessError):
