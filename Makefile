@@ -32,9 +32,9 @@ lint: $(STAMP)
 # every method side by side; visualises how the models shared the work; edits a validation photo by text, by mask
 # and by both. Each step prints its time.
 DEMO_OUT := $(DEMO_RUN)/samples
-DEMO_PHOTO = $$(ls $(DEMO_RUN)/examples/photos/*.png | head -1)
-DEMO_TARGET_MASK = $$(ls $(DEMO_RUN)/examples/masks/*.png | head -2 | tail -1)
-DEMO_TARGET_TEXT = $$(sed -n 1p $(DEMO_RUN)/examples/pairs.jsonl | $(PY) -c "import json,sys; print(json.load(sys.stdin)['text'])")
+DEMO_PHOTO = $(DEMO_RUN)/examples/edit_photo.png
+DEMO_TARGET_MASK = $(DEMO_RUN)/examples/edit_target_mask.png
+DEMO_TARGET_TEXT = $$($(PY) -c "import json; print(json.load(open('$(DEMO_RUN)/examples/edit.json'))['target_text'])")
 demo: $(STAMP)
 	@set -e; start=$$(date +%s); \
 	step() { t0=$$(date +%s); echo "== $$1"; shift; "$$@"; echo "   $$(( $$(date +%s) - t0 )) s"; }; \

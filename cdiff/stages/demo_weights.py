@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from cdiff.data.masks import write_mask
+from cdiff.data.masks import CLASS_NAMES, write_mask
 from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.imageio import save_png
@@ -43,6 +43,7 @@ PARTS = {  # folder → the stage that trains it
 }
 WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
 PAIRS = "pairs.jsonl"
+HAT = CLASS_NAMES.index("hat")
 REFERENCE_SETTINGS = {"method": "collaborative", "num": 1, "seed": 0, "steps": 10, "eta": 0.0, "pairs": 4}
 
 
@@ -121,6 +122,26 @@ def example_pairs(data: PreparedDataset, n: int = 8) -> list[dict[str, str]]:
     return [{"mask_of": a, "caption_of": b, "text": cap[b]} for a, b in pairs[:n]]
 
 
+EDIT_TEXT = "This man has a full beard. He is in his seventies."
+
+
+def _edit_example(data: PreparedDataset) -> tuple[str, str]:
+    """(photo id, target-mask id) for the demo's edits: a young beardless man, and a face with a hat."""
+    ids = data.split("val")
+    cap = {i: data.records()[i]["caption"] for i in ids}
+    man = ("He ", "This man", "The man", "This guy", "The gentleman")
+    young = [
+        i
+        for i in ids
+        if cap[i].startswith(man)
+        and ("any beard" in cap[i] or "no beard" in cap[i])
+        and any(w in cap[i] for w in ("twenties", "thirties", "young"))
+    ]
+    photo = young[0] if young else ids[0]
+    hats = [i for i in ids if i != photo and (data.label(i) == HAT).sum() > 0]
+    return photo, hats[0] if hats else ids[1]
+
+
 def _write_examples(run_dir: Path, dest: Path, photos: int = 3) -> None:
     data = PreparedDataset.open(run_dir / "data")
     (dest / "masks").mkdir(parents=True)
@@ -128,19 +149,17 @@ def _write_examples(run_dir: Path, dest: Path, photos: int = 3) -> None:
     lines = []
     for p in example_pairs(data):
         write_mask(dest / "masks" / f"{p['mask_of']}.png", data.label(p["mask_of"]))
-        lines.append(
-            json.dumps(
-                {
-                    "mask": f"masks/{p['mask_of']}.png",
-                    "text": p["text"],
-                    "mask_of": p["mask_of"],
-                    "caption_of": p["caption_of"],
-                }
-            )
-        )
+        record = {"mask": f"masks/{p['mask_of']}.png", "text": p["text"]}
+        lines.append(json.dumps({**record, "mask_of": p["mask_of"], "caption_of": p["caption_of"]}))
     (dest / PAIRS).write_text("\n".join(lines) + "\n")
     for i in data.split("val")[:photos]:
         save_png(dest / "photos" / f"{i}.png", data.image(i), {"caption": data.records()[i]["caption"]})
+    photo, mask = _edit_example(data)
+    save_png(
+        dest / "edit_photo.png", data.image(photo), {"id": photo, "caption": data.records()[photo]["caption"]}
+    )
+    write_mask(dest / "edit_target_mask.png", data.label(mask))
+    atomic_write_json(dest / "edit.json", {"photo": photo, "target_mask_of": mask, "target_text": EDIT_TEXT})
 
 
 def _write_reference(folder: Path) -> dict:
@@ -214,8 +233,10 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
     record["experts"] = {m: sha[m] for m in record["experts"]}
     (staging / "diffuser" / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
     _write_examples(run_dir, staging / EXAMPLES)
-    if not (run_dir / EXAMPLES).exists():  # the run gets the same examples (make demo reads them there)
-        shutil.copytree(staging / EXAMPLES, run_dir / EXAMPLES)
+    shutil.rmtree(
+        run_dir / EXAMPLES, ignore_errors=True
+    )  # the run gets the same examples (make demo reads them)
+    shutil.copytree(staging / EXAMPLES, run_dir / EXAMPLES)
     reference = _write_reference(staging)
     atomic_write_json(
         staging / "manifest.json",
