@@ -449,6 +449,9 @@ def generate(
             help="collaborative: run the diffusers every k steps, reuse their maps between. \\[default: 1]"
         ),
     ] = None,
+    modality: Annotated[
+        Modality | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")
+    ] = None,
     num: Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")] = 4,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
@@ -490,6 +493,12 @@ def generate(
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
         return
+    if modality is not None:
+        if method not in (Method.collaborative, Method(modality.value)):
+            raise InputError(
+                f"--modality {modality.value} and --method {method.value} disagree; give one of them"
+            )
+        method = Method(modality.value)
     req = stage.GenerateRequest(
         method=method.value,
         texts=list(text or []),

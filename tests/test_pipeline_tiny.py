@@ -582,3 +582,31 @@ def test_edit_bad_input(run_dir, tmp_path, args, message):
     args = [str(photo) if a == "PHOTO" else str(tmp_path / "not.jpg") if a == "NOTIMAGE" else a for a in args]
     r = cli(*args, "--run", run_dir, *EDIT_FAST)
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_modality_is_an_alias_of_the_unimodal_methods(run_dir, tmp_path):
+    common = ["--run", run_dir, "--text", "x", "--num", 1, "--steps", 2]
+    assert cli("generate", "--modality", "text", *common, "--out", tmp_path / "a").exit_code == 0
+    assert cli("generate", "--method", "text", *common, "--out", tmp_path / "b").exit_code == 0
+    assert np.array_equal(_png(tmp_path / "a" / "000000.png"), _png(tmp_path / "b" / "000000.png"))
+    r = cli("generate", "--modality", "text", "--method", "mask", *common)
+    assert r.exit_code == 2 and "disagree" in r.output
+
+
+def test_edit_accepts_grayscale_photos(run_dir, tmp_path):
+    Image.fromarray(np.full((40, 40), 128, np.uint8), mode="L").save(tmp_path / "grey.png")
+    r = cli(
+        "edit",
+        tmp_path / "grey.png",
+        "--run",
+        run_dir,
+        "--target-text",
+        "x",
+        "--alphas",
+        "1",
+        "--out",
+        tmp_path / "e",
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(tmp_path / "e" / "input.png")).shape == (32, 32, 3)
