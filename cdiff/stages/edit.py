@@ -430,12 +430,12 @@ def run(
     save_file({"x_T": noise.contiguous()}, str(partial / NOISE))
     conditions = {}
     if label is not None:
-        conditions["mask"] = str(out / TARGET_MASK)
+        conditions["mask"] = str(out.resolve() / TARGET_MASK)
     if req.target_text is not None:
         conditions["text"] = req.target_text
     inputs = {
-        "run": str(run_dir),
-        "photo": {"path": str(req.photo), "sha256": sha256_file(req.photo)},
+        "run": str(Path(run_dir).resolve()),  # absolute: --from and visualize work from any folder
+        "photo": {"path": str(Path(req.photo).resolve()), "sha256": sha256_file(req.photo)},
         **{m: str(run_dir / m) for m in modalities},
     }
     record = {"inputs": inputs, "metrics": metrics, "notes": notes, "t0": t0}
@@ -558,7 +558,7 @@ def rerender(cfg: Config, req: EditRequest, out: Path | None, force: bool, log=p
     if "mask" in modalities:
         label = read_condition_masks([str(src / TARGET_MASK)], run_dir, vae_meta["resolution"], [])
         conditions = {**conditions, "mask": str(src / TARGET_MASK)}
-    inputs = {"run": str(run_dir), "edit": str(src)}
+    inputs = {"run": str(Path(run_dir).resolve()), "edit": str(src.resolve())}
     state = EditState(run_dir, experts, targets, optimised, noise, vae, vae_meta, settings)
     record = {"inputs": inputs, "metrics": {}, "notes": [], "t0": t0}
     images = _render_and_write(cfg, state, alphas, req, partial, image, label, conditions, record)

@@ -108,7 +108,7 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
                 f"caption_of), got {line.strip()[:80]}"
             )
         if "mask" in rec and not Path(rec["mask"]).is_absolute():
-            rec["mask"] = str(path.parent / rec["mask"])
+            rec["mask"] = str(path.parent.resolve() / rec["mask"])
         pairs.append({k: str(v) for k, v in rec.items() if k in MODALITIES})
     if not pairs:
         raise InputError(f"--from-file: {path} holds no condition lines")
@@ -125,7 +125,7 @@ def modalities_of(method: str, cfg: Config, run_dir: Path) -> list[str]:
 
 def condition_rows(req: GenerateRequest, modalities: list[str], run_dir: Path) -> list[dict[str, str]]:
     """One dict per condition set: ``{"text": caption, "mask": path or "val:<id>"}``."""
-    given = {"text": list(req.texts), "mask": [str(p) for p in req.masks]}
+    given = {"text": list(req.texts), "mask": [str(Path(p).resolve()) for p in req.masks]}
     extra = [m for m in MODALITIES if given[m] and m not in modalities]
     if extra:
         raise InputError(
@@ -335,7 +335,10 @@ def run(
         make_manifest(
             "generate",
             cfg_mod.to_dict(cfg),
-            {"run": str(run_dir), **{m: str(run_dir / m) for m in modalities}},
+            {
+                "run": str(Path(run_dir).resolve()),
+                **{m: str(Path(run_dir / m).resolve()) for m in modalities},
+            },
             {"images": files, "intermediates": INTERMEDIATES if req.save_intermediates else None},
             wall,
             settings=settings,
