@@ -610,3 +610,29 @@ def test_edit_accepts_grayscale_photos(run_dir, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert np.asarray(Image.open(tmp_path / "e" / "input.png")).shape == (32, 32, 3)
+
+
+def test_collaborative_generate_rejects_bad_masks_and_takes_long_captions(run_dir, tmp_path):
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(tmp_path / "odd.png")
+    r = cli(
+        "generate", "--run", run_dir, "--text", "x", "--mask", tmp_path / "odd.png", "--num", 1, "--steps", 2
+    )
+    assert r.exit_code == 2 and "outside the CelebAMask-HQ palette" in r.output
+    m = _mask_file(tmp_path, size=32)
+    long_caption = "He has a beard. " * 60  # far beyond 77 tokens: truncated like the release's tokenizer
+    r = cli(
+        "generate",
+        "--run",
+        run_dir,
+        "--text",
+        long_caption,
+        "--mask",
+        m,
+        "--num",
+        1,
+        "--steps",
+        2,
+        "--out",
+        tmp_path / "long",
+    )
+    assert r.exit_code == 0, r.output
