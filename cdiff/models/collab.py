@@ -175,7 +175,7 @@ class Collaboration(nn.Module):
 def export_diffusers(folder: Path, diffusers: DiffuserSet, meta: dict[str, Any]) -> None:
     """``model.safetensors`` (``<modality>.unet.*``) + ``config.json`` describing how to rebuild it."""
     state = {k: v.detach().contiguous().cpu() for k, v in diffusers.nets.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "kind": "cdiff.diffuser"})
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})  # one key: byte-identical files
     record = {"kind": "diffuser", "diffuser": cfg_mod.to_dict(diffusers.cfg), **meta}
     (folder / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
 

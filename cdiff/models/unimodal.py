@@ -106,7 +106,9 @@ def export_unimodal(folder: Path, model: UnimodalModel, meta: dict[str, Any]) ->
     """``model.safetensors`` (``unet.*``, ``encoder.*``) + ``config.json`` describing how to rebuild it."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(
-        state, str(folder / WEIGHTS), metadata={"format": "pt", "kind": f"cdiff.unimodal.{model.modality}"}
+        state,
+        str(folder / WEIGHTS),
+        metadata={"format": "pt"},  # one key: byte-identical files
     )
     record = {"kind": "unimodal", "modality": model.modality, "unimodal": cfg_mod.to_dict(model.cfg), **meta}
     (folder / CONFIG).write_text(json.dumps(record, indent=2) + "\n")

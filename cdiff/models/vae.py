@@ -47,7 +47,7 @@ def export_vae(
 ) -> None:
     """``model.safetensors`` + ``config.json`` (architecture, scale factor, latent shape)."""
     state = {k: v.detach().contiguous().cpu() for k, v in vae.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "kind": "cdiff.vae"})
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})  # one key: byte-identical files
     meta = {
         "kind": "vae",
         "vae": cfg_mod.to_dict(cfg),

@@ -68,7 +68,7 @@ def _fp16_copy(src: Path, dst: Path) -> None:
         k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()
     }
     tmp = dst.with_name(f".{dst.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "dtype": "float16"})
+    save_file(state, str(tmp), metadata={"format": "pt"})  # one key: safetensors orders several at random
     tmp.replace(dst)
 
 

@@ -170,6 +170,7 @@ def run(
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
     train_ids = data.split("train")
     cond = {m: raw_conditions(data, train_ids, m, max_len[m]) for m in modalities}
+    torch.manual_seed(cfg.diffuser.train.seed)  # the initial weights are part of a reproducible run
     diffusers, extra = build_diffusers(cfg, experts, vae_meta["latent_channels"], vae_meta["latent_size"])
     collab = Collaboration(experts, diffusers, modalities)
     task = DiffuserTask(collab, cfg, vae_meta["scale_factor"])

@@ -131,6 +131,7 @@ def run(
     cond = raw_conditions(data, train_ids, modality, max_len)
     tokenizer = data.tokenizer() if modality == "text" else None
     vocab = len(tokenizer) if tokenizer is not None else None
+    torch.manual_seed(cfg.unimodal.train.seed)  # the initial weights are part of a reproducible run
     model = UnimodalModel(cfg.unimodal, modality, vae_meta["latent_channels"], vae_meta["latent_size"], vocab)
     null = (
         null_condition(modality, cond[:1], tokenizer, max_len)[0] if cfg.unimodal.cond_dropout > 0 else None

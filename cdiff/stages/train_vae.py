@@ -101,6 +101,7 @@ def run(
     train = ImageDataset(data, "train")
     val_ids = data.split("val")[:GRID_IMAGES] or data.split("train")[:GRID_IMAGES]
     val_x = torch.stack([ImageDataset(data, "val", ids=val_ids)[i]["image"] for i in range(len(val_ids))])
+    torch.manual_seed(cfg.vae.train.seed)  # the initial weights are part of a reproducible run
     task = VAETask(cfg.vae)
     if task.perceptual is None:
         log("note: perceptual loss off (vae.perceptual_weight=0): L1 + KL only")
