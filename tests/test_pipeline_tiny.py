@@ -437,9 +437,13 @@ def test_generate_all_methods_side_by_side(run_dir, tmp_path):
         "composable",
         "text",
         "mask",
+        "masks",
         "compare.png",
         "compare.html",
     }
+    assert (out / "masks" / "001.png").is_file() and 'src="masks/001.png"' in (
+        out / "compare.html"
+    ).read_text()
     assert Image.open(out / "compare.png").size == (5 * 32 + 6 * 2, 2 * 32 + 3 * 2)
     # each column is the method's own output
     compare = _png(out / "compare.png")[..., :3]

@@ -419,18 +419,25 @@ def run_all(
     for k in range(len(first.images)):
         j = k // req.num
         name = f"{first.seeds[k]:06d}.png" if len(rows) == 1 else f"{j:03d}-{first.seeds[k]:06d}.png"
-        cells = "".join(f'<td><img src="{m}/{name}" width="128" alt="{m}"></td>' for m in methods)
+        cells = f'<td><img src="masks/{j:03d}.png" width="128" alt="mask"></td>'
+        cells += "".join(f'<td><img src="{m}/{name}" width="128" alt="{m}"></td>' for m in methods)
         body.append(
             f"<tr><td>{esc(rows[j].get('text', ''))}<br><small>seed {first.seeds[k]}</small></td>{cells}</tr>"
         )
-    head = "".join(f"<th>{esc(m)}</th>" for m in methods)
+    head = "<th>mask</th>" + "".join(f"<th>{esc(m)}</th>" for m in methods)
+    for j in range(len(rows)):  # the masks as pictures, for the page
+        save_png(
+            out / "masks" / f"{j:03d}.png",
+            sc.condition_tile(labels[j].numpy(), size),
+            {"mask": rows[j]["mask"]},
+        )
     (out / "compare.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>cdiff: methods side by side</title>"
         "<style>body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
         "td,th{padding:4px;text-align:center;border-bottom:1px solid #ddd}</style></head><body>"
         "<h1>The same conditions and seeds, each method</h1><p>collaborative: the dynamic diffusers weight the "
         "models per pixel and step; composable: fixed equal weights (the paper's baseline); text / mask: one "
-        "model alone. Each row's mask is the first column of <code>compare.png</code>.</p>"
+        "model alone.</p>"
         f"<table><tr><th>caption</th>{head}</tr>{''.join(body)}</table></body></html>\n"
     )
     return GenerateResult(out, first.images, rows, first.seeds, time.perf_counter() - t0, notes)
