@@ -211,6 +211,20 @@ def _print_table(
     out_console.print(table)
 
 
+def _training_summary(title: str, report: Any, losses: list[tuple[str, str]]) -> None:
+    """The summary table of a diffusion training stage: parameters, steps, losses, speed, time."""
+    _print_table(
+        title,
+        [
+            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
+            ("steps", f"{report.steps}"),
+            *losses,
+            ("samples/s", f"{report.samples_per_s:.1f}"),
+            ("wall time", f"{report.wall_time_s:.1f} s"),
+        ],
+    )
+
+
 def _print_parameters(counts: dict[str, int]) -> None:
     _print_table("parameters", [(name, f"{n:,}") for name, n in counts.items()], ("model", "parameters"))
 
@@ -317,15 +331,8 @@ def train_unimodal(
         resume=resume,
         log=lambda m: err_console.print(m, highlight=False),
     )
-    _print_table(
-        f"{modality.value} model → {report.out}",
-        [
-            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
-            ("steps", f"{report.steps}"),
-            ("final loss", f"{report.final_loss:.4f}"),
-            ("samples/s", f"{report.samples_per_s:.1f}"),
-            ("wall time", f"{report.wall_time_s:.1f} s"),
-        ],
+    _training_summary(
+        f"{modality.value} model → {report.out}", report, [("final loss", f"{report.final_loss:.4f}")]
     )
 
 
@@ -360,15 +367,12 @@ def train_diffuser(
         resume=resume,
         log=lambda m: err_console.print(m, highlight=False),
     )
-    _print_table(
+    _training_summary(
         f"dynamic diffusers → {report.out}",
+        report,
         [
-            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
-            ("steps", f"{report.steps}"),
             ("final loss (collaborative)", f"{report.final_loss:.4f}"),
             ("same batches, plain average of the experts", f"{report.final_loss_average:.4f}"),
-            ("samples/s", f"{report.samples_per_s:.1f}"),
-            ("wall time", f"{report.wall_time_s:.1f} s"),
         ],
     )
 

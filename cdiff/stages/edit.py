@@ -172,16 +172,8 @@ def optimise_embedding(
         k: (v.detach().clone().requires_grad_(True) if k in _float_keys(target) else v)
         for k, v in target.items()
     }
-    opt = torch.optim.Adam([params[k] for k in _float_keys(target)], lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        t, eps = _draws(batch, z0, len(alpha_bar), g)
-        loss = _loss(expert, z0, params, t, eps, alpha_bar)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if progress is not None:
-            progress(step + 1, steps)
+    trainable = [params[k] for k in _float_keys(target)]
+    _adam(trainable, expert, z0, params, steps, lr, batch, alpha_bar, seed, progress)
     return {k: v.detach() for k, v in params.items()}
 
 
@@ -199,8 +191,14 @@ def finetune_unet(
     """Step 3: fine-tune ``expert.unet`` in place with the optimised embedding fixed."""
     expert.requires_grad_(False)
     expert.unet.train().requires_grad_(True)
-    opt = torch.optim.Adam(expert.unet.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed + 1)
+    _adam(list(expert.unet.parameters()), expert, z0, cond, steps, lr, batch, alpha_bar, seed + 1, progress)
+    expert.eval().requires_grad_(False)
+
+
+def _adam(trainable, expert, z0, cond, steps, lr, batch, alpha_bar, seed, progress) -> None:
+    """Adam on ``trainable`` for the reconstruction loss, fresh (t, eps) draws each step."""
+    opt = torch.optim.Adam(trainable, lr=lr)
+    g = torch.Generator().manual_seed(seed)
     for step in range(steps):
         t, eps = _draws(batch, z0, len(alpha_bar), g)
         loss = _loss(expert, z0, cond, t, eps, alpha_bar)
@@ -209,7 +207,6 @@ def finetune_unet(
         opt.step()
         if progress is not None:
             progress(step + 1, steps)
-    expert.eval().requires_grad_(False)
 
 
 # ---- rendering ------------------------------------------------------------------------------

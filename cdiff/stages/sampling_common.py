@@ -170,6 +170,17 @@ def generate_images(
     return out
 
 
+def preview_images(predictor, module, vae, vae_meta: dict, cfg: Config, raw_cond, n: int) -> list[np.ndarray]:
+    """A training stage's sample grid: seeds 0..n-1, at most 25 steps, ``module`` sampled in eval mode."""
+    module.eval()
+    try:
+        return generate_images(
+            predictor, vae, vae_meta, cfg, raw_cond, list(range(n)), min(cfg.sample.steps, 25)
+        )
+    finally:
+        module.train()
+
+
 def condition_tile(label: np.ndarray, size: int) -> np.ndarray:
     """A picture of a mask condition (palette colours), resized to ``size``."""
     return colorize(resize_label(label, size))

@@ -181,17 +181,9 @@ def run(
     val_cond = {m: raw_conditions(data, val_ids, m, max_len[m]) for m in modalities}
 
     def on_sample(step: int, t: Task) -> None:
-        t.collab.eval()
-        images = sc.generate_images(
-            sc.CollabPredictor(t.collab),
-            vae,
-            vae_meta,
-            cfg,
-            val_cond,
-            seeds=list(range(len(val_ids))),
-            steps=min(cfg.sample.steps, 25),
+        images = sc.preview_images(
+            sc.CollabPredictor(t.collab), t.collab, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
-        t.collab.train()
         _save_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, images)
 
     result = fit(

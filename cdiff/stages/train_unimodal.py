@@ -145,17 +145,9 @@ def run(
     vae, _ = load_vae(vae_dir)
 
     def on_sample(step: int, t: Task) -> None:
-        t.model.eval()
-        images = sc.generate_images(
-            sc.UnimodalPredictor(t.model),
-            vae,
-            vae_meta,
-            cfg,
-            val_cond,
-            seeds=list(range(len(val_ids))),
-            steps=min(cfg.sample.steps, 25),
+        images = sc.preview_images(
+            sc.UnimodalPredictor(t.model), t.model, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
-        t.model.train()
         sc.save_condition_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, modality, images)
 
     result = fit(
