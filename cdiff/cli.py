@@ -377,6 +377,138 @@ def train_diffuser(
     )
 
 
+@app.command("train-evaluator")
+@handle_errors
+def train_evaluator(
+    data: DataOpt = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
+    resume: ResumeOpt = False,
+    config: ConfigOpt = "demo",
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Train the evaluator models for [b]cdiff evaluate[/]: a face parser (19 classes) and an attribute classifier (gender, beard, age).
+
+    Reports their accuracy on the validation images and on the VAE's reconstructions of them.
+    """
+    from cdiff.stages import train_evaluator as stage
+
+    cfg = resolve(config, {"evaluator.train.steps": steps, "evaluator.train.minutes": minutes}, set_)
+    run_dir = run or default_run_dir(config)
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        _print_parameters(stage.parameter_counts(cfg, resolution=cfg.data.resolution))
+        return
+    report = stage.run(
+        cfg,
+        run_dir,
+        data or run_dir / "data",
+        run_dir / "evaluator",
+        force=force,
+        resume=resume,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    rows = [(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()]
+    rows.append(("steps", f"{report.steps}"))
+    for key, value in report.val.items():
+        rec = (report.val_reconstructed or {}).get(key)
+        shown = f"{value:.3f}" + (f" ({rec:.3f} on VAE reconstructions)" if rec is not None else "")
+        rows.append((f"validation {key.replace('_', ' ')}", shown))
+    rows += [("samples/s", f"{report.samples_per_s:.1f}"), ("wall time", f"{report.wall_time_s:.1f} s")]
+    _print_table(f"evaluator models → {report.out}", rows)
+
+
+class EvalMethod(StrEnum):
+    collaborative = "collaborative"
+    composable = "composable"
+    text = "text"
+    mask = "mask"
+    released = "collaborative-released"
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    method: Annotated[
+        list[EvalMethod] | None,
+        typer.Option(
+            "--method",
+            help="Methods to compare (repeatable); collaborative-released adds the release's re-weighting. "
+            "\\[default: the preset's evaluate.methods]",
+        ),
+    ] = None,
+    pairs: Annotated[
+        int | None, typer.Option(help="Validation pairs N. \\[default: the preset's evaluate.pairs]")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Pairs and start noise (pair k: seed + k).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: the preset's]")] = None,
+    solver: Annotated[Solver, typer.Option(help="DDIM (the release) or DPM-Solver++.")] = Solver.ddim,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per sampling batch.")] = None,
+    inception: Annotated[
+        Path | None,
+        typer.Option(
+            help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth; needs "
+            "pip install 'cdiff[fid]'). \\[default: torch hub's cache, else no FID]"
+        ),
+    ] = None,
+    fid_images: Annotated[
+        int | None,
+        typer.Option(help="FID on the first K images too (the paper: 50). \\[default: the preset's]"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: RUN/evaluation]")] = None,
+    data: DataOpt = None,
+    config: ConfigOpt = "demo",
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Score each method on N validation pairs (the mask of one face, the caption of another).
+
+    Mask accuracy (face parser vs the input mask, full size and 32×32), text accuracy (attribute classifier vs the caption), a Fréchet distance in the evaluator's features and, with the Inception weights, FID. Writes metrics.json, report.html and samples.png; needs [b]cdiff train-evaluator[/] first.
+    """
+    from cdiff.stages import evaluate as stage
+
+    cfg = resolve(config, {}, set_)
+    run_dir = run or default_run_dir(config)
+    req = stage.EvaluateRequest(
+        methods=[m.value for m in method] if method else list(cfg.evaluate.methods),
+        pairs=pairs,
+        seed=seed,
+        steps=steps,
+        solver=solver.value,
+        guidance=guidance,
+        batch_size=batch_size,
+        inception=inception,
+        fid_images=fid_images,
+    )
+    report = stage.run(
+        cfg,
+        req,
+        run_dir,
+        data or run_dir / "data",
+        out or run_dir / "evaluation",
+        force=force,
+        log=lambda m: err_console.print(m, highlight=False),
+        progress=lambda m: err_console.print(f"generating: {m}", highlight=False),
+    )
+    header, rows = stage.table_rows(report.metrics)
+    table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation pairs → {report.out}")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*r)
+    out_console.print(table)
+    for line in stage.claim_lines(report.metrics):
+        out_console.print(line, highlight=False)
+    for note in report.notes:
+        err_console.print(f"note: {note}", highlight=False)
+    out_console.print(f"report: {report.out / 'report.html'}  ({report.wall_time_s:.0f} s)", highlight=False)
+
+
 class Method(StrEnum):
     collaborative = "collaborative"
     composable = "composable"
@@ -631,6 +763,52 @@ def edit(
     )
 
 
+@app.command("import-official")
+@handle_errors
+def import_official(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="The folder with the released {res}_*.ckpt files, or the files themselves."),
+    ],
+    resolution: Annotated[int, typer.Option(help="256 or 512: which release to import.")],
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            help="bert-base-uncased folder (vocab.txt). \\[default: the Hugging Face cache, offline]"
+        ),
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Unpickle everything (can run code): only for files you trust."),
+    ] = False,
+    run: RunOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Turn the authors' released checkpoints into a run that generate, edit and visualize use."""
+    from cdiff.stages import import_official as stage
+
+    run_dir = run or default_run_dir(f"celeba{resolution}")
+    report = stage.run(
+        sources,
+        resolution,
+        run_dir,
+        tokenizer=str(tokenizer) if tokenizer else None,
+        sets=set_,
+        trust_pickle=trust_pickle,
+        force=force,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    rows = [
+        (f"{part} (from {kind})", f"{report.parameters[part]:,} parameters")
+        for part, kind in report.parts.items()
+    ]
+    rows += [("keys mapped", str(report.mapped))]
+    rows += [(f"dropped: {reason}", str(n)) for reason, n in report.dropped.items()]
+    rows += [("wall time", f"{report.wall_time_s:.1f} s")]
+    _print_table(f"released checkpoints → {report.run_dir}", rows)
+
+
 @app.command("import-demo")
 @handle_errors
 def import_demo(run: RunOpt = None, force: ForceOpt = False) -> None:
@@ -670,6 +848,18 @@ def visualize(
         f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s",
         highlight=False,
     )
+
+
+@app.command()
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Option("--run", help="The run directory to report on.")] = Path("runs/demo"),
+) -> None:
+    """One page for a run: RUN/report.html with its models, the evaluation table, samples, influence maps and edits."""
+    from cdiff.stages import report as stage
+
+    result = stage.run(run)
+    out_console.print(f"wrote {result.path} ({', '.join(result.sections)})", highlight=False)
 
 
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:

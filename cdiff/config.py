@@ -191,6 +191,33 @@ class EditConfig:
 
 
 @dataclass
+class EvaluatorConfig:
+    """The evaluator models ``cdiff evaluate`` scores with: a face parser and an attribute classifier.
+
+    Both train together on the prepared training split with flips (left/right classes swapped),
+    colour jitter, blur and noise, so that they also read the softer images a generator makes.
+    """
+
+    parser_channels: tuple[int, ...] = (32, 64, 128)  # a small U-Net, 19-class logits per pixel
+    parser_size: int = 128  # the parser's input size (images are resized; logits come back at full size)
+    classifier_channels: tuple[int, ...] = (32, 64, 128, 256)  # strided conv net, pooled features
+    classifier_size: int = 128
+    augment: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class EvaluateConfig:
+    """``cdiff evaluate``: validation condition pairs (the mask of one face, the caption of another)."""
+
+    pairs: int = 100  # N validation pairs, one image per pair and method (seed + pair index)
+    methods: tuple[str, ...] = ("collaborative", "composable", "text", "mask")
+    seed: int = 0
+    fid_images: int = 50  # the paper's FID protocol: 50 images (also reported at N)
+    examples: int = 8  # sample rows per method in the HTML report
+
+
+@dataclass
 class SampleConfig:
     """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance; its re-weighting is an option)."""
 
@@ -214,6 +241,8 @@ class Config:
     diffuser: DiffuserConfig = field(default_factory=DiffuserConfig)
     edit: EditConfig = field(default_factory=EditConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 PRESETS = ("demo", "celeba256", "celeba512")

@@ -45,6 +45,9 @@ TINY = [
     "diffuser.train.batch_size=8",
     "diffuser.train.lr=1e-3",
     "sample.batch_size=3",
+    "evaluator.parser_channels=[4,8]",
+    "evaluator.classifier_channels=[4,8]",
+    "evaluator.train.batch_size=8",
 ]
 
 
@@ -66,6 +69,8 @@ def run_dir(tmp_path_factory):
         r = cli("train-unimodal", "--modality", modality, "--run", run, "--steps", 4)
         assert r.exit_code == 0, r.output
     r = cli("train-diffuser", "--run", run, "--steps", 3)
+    assert r.exit_code == 0, r.output
+    r = cli("train-evaluator", "--run", run, "--steps", 3)
     assert r.exit_code == 0, r.output
     return run
 
@@ -379,7 +384,14 @@ def test_demo_weights_export_and_import(run_dir, tmp_path, monkeypatch):
 
     shipped = tmp_path / "shipped"
     sizes = demo_weights.export(run_dir, shipped)
-    assert set(sizes) == {"vae", "text", "mask", "diffuser"}
+    assert set(sizes) == {
+        "vae",
+        "text",
+        "mask",
+        "diffuser",
+        "evaluator/parser.safetensors",
+        "evaluator/classifier.safetensors",
+    }
     assert (shipped / "text" / "tokenizer").is_dir()
     assert {v.dtype for v in load_file(str(shipped / "mask" / "model.safetensors")).values()} == {
         torch.float16
@@ -398,7 +410,9 @@ def test_demo_weights_export_and_import(run_dir, tmp_path, monkeypatch):
     assert (tmp_path / "outputs" / "000" / "grid.png").is_file()
     # import into a run directory
     run2 = tmp_path / "run2"
-    assert demo_weights.import_demo(run2, source=shipped) == ["vae", "text", "mask", "diffuser", "examples"]
+    parts = ["vae", "text", "mask", "diffuser", "examples", "evaluator"]
+    assert demo_weights.import_demo(run2, source=shipped) == parts
+    assert json.loads((run2 / "evaluator" / "manifest.json").read_text())["stage"] == "train-evaluator"
     assert json.loads((run2 / "diffuser" / "manifest.json").read_text())["stage"] == "train-diffuser"
     r = cli("generate", "--run", run2, "--num", 1, "--steps", 2, "--out", tmp_path / "g")
     assert r.exit_code == 0, r.output
@@ -656,3 +670,94 @@ def test_training_is_reproducible_to_the_byte(run_dir, tmp_path):
         assert r.exit_code == 0, r.output
         digests.append(hashlib.sha256((run / "mask" / "model.safetensors").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_train_evaluator_outputs(run_dir):
+    manifest = json.loads((run_dir / "evaluator" / "manifest.json").read_text())
+    assert manifest["stage"] == "train-evaluator" and manifest["metrics"]["steps"] == 3
+    val = manifest["metrics"]["val"]
+    assert {
+        "parser_accuracy",
+        "parser_accuracy_32",
+        "parser_miou",
+        "gender_accuracy",
+        "beard_accuracy",
+    } <= set(val)
+    assert all(0 <= v <= 1 for v in val.values())
+    assert manifest["metrics"]["val_reconstructed"] is not None  # the run has a VAE
+    assert (run_dir / "evaluator" / "parser.png").is_file()
+    assert not (run_dir / "evaluator" / "checkpoint.pt").exists()
+    r = cli("train-evaluator", "--run", run_dir, "--dry-run")
+    assert r.exit_code == 0 and "face parser" in r.output
+    r = cli("train-evaluator", "--run", run_dir, "--steps", 3)
+    assert r.exit_code == 2 and "--force" in r.output
+
+
+def test_evaluate_end_to_end_and_report(run_dir, tmp_path):
+    out = tmp_path / "ev"
+    methods = ["--method", "collaborative", "--method", "composable", "--method", "text", "--method", "mask"]
+    r = cli("evaluate", "--run", run_dir, "--pairs", 4, "--steps", 2, "--out", out, *methods)
+    assert r.exit_code == 0, r.output
+    assert "collaborative vs composable" in r.output and "evaluation" in r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"collaborative", "composable", "text", "mask"}
+    assert set(metrics["references"]) == {"real faces", "VAE reconstructions"}
+    for rec in metrics["methods"].values():
+        assert 0 <= rec["mask_accuracy"] <= 1 and 0 <= rec["mask_accuracy_32"] <= 1
+        assert rec["fd_evaluator"] >= 0 and "fid_50" not in rec  # no Inception weights here
+    assert len(metrics["claims"]) == 4 and all(c["pairs"] > 0 for c in metrics["claims"])
+    pairs = metrics["pairs"]
+    assert len(pairs) == 4 and all(p["mask_of"] != p["caption_of"] for p in pairs)
+    assert [p["seed"] for p in pairs] == [0, 1, 2, 3]
+    # every method drew pair k from the same seed: the files carry it
+    for meth in metrics["methods"]:
+        assert sorted(f.name for f in (out / meth).glob("0*.png")) == [
+            f"{k:03d}-{k:06d}.png" for k in range(4)
+        ]
+    assert (out / "samples.png").is_file() and "Samples" in (out / "report.html").read_text()
+    assert any("FID skipped" in n for n in metrics["notes"])
+    # the same request again: identical numbers; never over finished work without --force
+    r = cli("evaluate", "--run", run_dir, "--pairs", 4, "--steps", 2, "--out", out, *methods)
+    assert r.exit_code == 2 and "--force" in r.output
+    out2 = tmp_path / "ev2"
+    r = cli("evaluate", "--run", run_dir, "--pairs", 4, "--steps", 2, "--out", out2, "--method", "mask")
+    assert r.exit_code == 0, r.output
+    again = json.loads((out2 / "metrics.json").read_text())
+    assert again["methods"]["mask"]["mask_accuracy"] == metrics["methods"]["mask"]["mask_accuracy"]
+    assert again["claims"] == []  # nothing to compare with one method
+    # the run's report page gathers what is there
+    import shutil
+
+    shutil.copytree(out, run_dir / "evaluation", dirs_exist_ok=False)
+    r = runner.invoke(app, ["report", "--run", str(run_dir)])
+    assert r.exit_code == 0, r.output
+    page = (run_dir / "report.html").read_text()
+    assert "Evaluation" in page and "Models" in page and 'src="evaluation/samples.png"' in page
+    shutil.rmtree(run_dir / "evaluation")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--pairs", "1"], "--pairs must be between 2"),
+        (["--pairs", "100000"], "--pairs must be between 2"),
+        (["--inception", "missing.pth"], "not found"),
+        (["--set", "evaluate.pairz=3"], "unknown config key 'evaluate.pairz'"),
+    ],
+)
+def test_evaluate_bad_input(run_dir, tmp_path, args, message):
+    r = cli("evaluate", "--run", run_dir, "--out", tmp_path / "x", "--steps", 2, *args)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_needs_the_evaluator(run_dir, tmp_path):
+    import shutil
+
+    run2 = tmp_path / "run"
+    for part in ("data", "vae", "text", "mask"):
+        shutil.copytree(run_dir / part, run2 / part)
+    r = cli("evaluate", "--run", run2, "--pairs", 2, "--steps", 2, "--method", "text")
+    assert r.exit_code == 2 and "cdiff train-evaluator" in r.output
+    r = runner.invoke(app, ["report", "--run", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "not found" in r.output

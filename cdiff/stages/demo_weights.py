@@ -41,6 +41,8 @@ PARTS = {  # folder → the stage that trains it
     "mask": "train-unimodal-mask",
     "diffuser": "train-diffuser",
 }
+EVALUATOR = "evaluator"  # the evaluate stage's parser and classifier (shipped too, optional in a run)
+EVALUATOR_FILES = ("parser.safetensors", "classifier.safetensors")
 WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
 PAIRS = "pairs.jsonl"
 HAT = CLASS_NAMES.index("hat")
@@ -228,6 +230,26 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
             "parameters": manifest.get("parameters", {}),
             "seed": manifest["config"][section]["train"]["seed"],
         }
+    src = run_dir / EVALUATOR
+    require_stage(src, "train-evaluator", f"cdiff train-evaluator --run {run_dir}")
+    (staging / EVALUATOR).mkdir()
+    manifest = read_manifest(src)
+    for name in EVALUATOR_FILES:
+        _fp16_copy(src / name, staging / EVALUATOR / name)
+        manifest["outputs"][name] = {
+            "sha256": sha256_file(staging / EVALUATOR / name),
+            "trained_sha256": manifest["outputs"][name]["sha256"],
+        }
+        sizes[f"{EVALUATOR}/{name}"] = (staging / EVALUATOR / name).stat().st_size
+    shutil.copy2(src / CONFIG, staging / EVALUATOR / CONFIG)
+    manifest["shipped"] = origin
+    atomic_write_json(staging / EVALUATOR / "manifest.json", manifest)
+    stages[EVALUATOR] = {
+        "wall_time_s": manifest.get("wall_time_s"),
+        "metrics": manifest.get("metrics", {}),
+        "parameters": manifest.get("parameters", {}),
+        "seed": manifest["config"]["evaluator"]["train"]["seed"],
+    }
     # the diffusers name the experts they were trained with: now the shipped (fp16) files
     record = json.loads((staging / "diffuser" / CONFIG).read_text())
     record["experts"] = {m: sha[m] for m in record["experts"]}
@@ -265,7 +287,7 @@ def import_demo(run_dir: Path, force: bool = False, source: Path | None = None) 
         raise InputError(
             f"{source} lacks {', '.join(missing)}; train the demo weights with `make demo-train`"
         )
-    parts = [*PARTS, EXAMPLES]
+    parts = [*PARTS, EXAMPLES] + ([EVALUATOR] if (source / EVALUATOR / CONFIG).is_file() else [])
     existing = [p for p in parts if (run_dir / p).exists()]
     if existing and not force:
         raise InputError(

@@ -69,6 +69,7 @@ class GenerateRequest:
     influence_every: int | None = None  # collaborative only; None: the config's sample.influence_every
     save_intermediates: bool = False
     val_conditions: int = 4  # used when no condition is given
+    seed_per_row: bool = False  # each condition row its own seeds (seed + row * num + k), not the same ones
 
 
 @dataclass
@@ -274,6 +275,8 @@ def run(
             nulls[m] = null_condition("mask", raw[m][:1])[0]
     seeds = [req.seed + k for k in range(req.num)]
     seeds_all = seeds * len(rows)
+    if req.seed_per_row:
+        seeds_all = [req.seed + j * req.num + k for j in range(len(rows)) for k in range(req.num)]
     raw_all = {m: v.repeat_interleave(req.num, dim=0) for m, v in raw.items()}
     if isinstance(predictor, sc.UnimodalPredictor):
         predictor.null = nulls[req.method]

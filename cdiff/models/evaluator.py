@@ -1,0 +1,170 @@
+"""Evaluator models: a face parser (19-class segmentation) and an attribute classifier.
+
+They score generated faces (``cdiff evaluate``): the parser against the input mask, the
+classifier against the caption's attributes; the classifier's pooled features also give a
+Fréchet distance that needs no download. Both are small convolutional nets trained on the
+prepared training split (``cdiff train-evaluator``). Inputs are images in [-1, 1] at any size;
+each net resizes to its ``input_size`` and the parser returns logits at the input's size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cdiff.data.masks import NUM_CLASSES
+from cdiff.errors import InputError
+
+PARSER, CLASSIFIER, CONFIG = "parser.safetensors", "classifier.safetensors", "config.json"
+
+
+@dataclass
+class EvaluatorSpec:
+    """What is needed to rebuild the evaluator models (saved as ``config.json``)."""
+
+    source: str
+    resolution: int  # the prepared images' size
+    parser_channels: tuple[int, ...]
+    parser_size: int
+    classifier_channels: tuple[int, ...]
+    classifier_size: int
+    attributes: dict[str, int] = field(default_factory=dict)  # attribute -> classes
+    groups: int = 8
+
+
+def _block(cin: int, cout: int, groups: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1),
+        nn.GroupNorm(min(groups, cout), cout),
+        nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, 1, 1),
+        nn.GroupNorm(min(groups, cout), cout),
+        nn.SiLU(),
+    )
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+class FaceParser(nn.Module):
+    """A small U-Net: per-pixel logits over the 19 CelebAMask-HQ classes."""
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), size: int = 64, groups: int = 8):
+        super().__init__()
+        self.size = size
+        self.down = nn.ModuleList()
+        cin = 3
+        for i, c in enumerate(channels):
+            self.down.append(_block(cin, c, groups, stride=1 if i == 0 else 2))
+            cin = c
+        self.up = nn.ModuleList(
+            _block(channels[i + 1] + channels[i], channels[i], groups)
+            for i in reversed(range(len(channels) - 1))
+        )
+        self.head = nn.Conv2d(channels[0], NUM_CLASSES, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-1]
+        h, skips = _resize(x, self.size), []
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            h = block(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="nearest"), skip], 1))
+        logits = self.head(h)
+        if logits.shape[-1] != size:
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        return logits
+
+
+class AttributeClassifier(nn.Module):
+    """A strided conv net, global average pooling, and one linear head per attribute."""
+
+    def __init__(
+        self,
+        attributes: dict[str, int],
+        channels: tuple[int, ...] = (32, 64, 128, 256),
+        size: int = 64,
+        groups: int = 8,
+    ):
+        super().__init__()
+        self.size = size
+        layers, cin = [], 3
+        for i, c in enumerate(channels):
+            layers.append(_block(cin, c, groups, stride=1 if i == 0 else 2))
+            cin = c
+        self.body = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict({name: nn.Linear(cin, n) for name, n in attributes.items()})
+        self.feature_dim = cin
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, D)``: the space of the offline Fréchet distance."""
+        return self.body(_resize(x, self.size)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.features(x)
+        return {name: head(f) for name, head in self.heads.items()}
+
+
+def build(spec: EvaluatorSpec) -> tuple[FaceParser, AttributeClassifier]:
+    parser = FaceParser(tuple(spec.parser_channels), spec.parser_size, spec.groups)
+    classifier = AttributeClassifier(
+        spec.attributes, tuple(spec.classifier_channels), spec.classifier_size, spec.groups
+    )
+    return parser, classifier
+
+
+def export(
+    folder: Path, parser: FaceParser, classifier: AttributeClassifier, spec: EvaluatorSpec, meta: dict
+) -> None:
+    """``parser.safetensors``, ``classifier.safetensors`` and ``config.json`` (spec + metrics)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, module in ((PARSER, parser), (CLASSIFIER, classifier)):
+        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        tmp = folder / f".{name}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        tmp.replace(folder / name)
+    (folder / CONFIG).write_text(json.dumps({"evaluator": _plain(asdict(spec)), **meta}, indent=2) + "\n")
+
+
+def load(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[FaceParser, AttributeClassifier, EvaluatorSpec, dict]:
+    """The evaluator models in eval mode, their spec and their record (``config.json``)."""
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file():
+        raise InputError(
+            f"no evaluator models in {folder}; train them: cdiff train-evaluator --run {folder.parent}"
+        )
+    try:
+        meta = json.loads((folder / CONFIG).read_text())
+        spec = EvaluatorSpec(**meta["evaluator"])
+        parser, classifier = build(spec)
+        parser.load_state_dict(load_file(str(folder / PARSER)))
+        classifier.load_state_dict(load_file(str(folder / CLASSIFIER)))
+    except (OSError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"evaluator models in {folder} cannot be read ({type(exc).__name__}); retrain them: "
+            f"cdiff train-evaluator --run {folder.parent} --force"
+        ) from None
+    return parser.to(device).eval(), classifier.to(device).eval(), spec, meta
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,489 @@
+"""Stage ``evaluate``: mask and text consistency and image quality of each method, on validation pairs.
+
+1. Draw N validation pairs with a fixed seed: the mask of one face and the caption of another
+   (never its own), so that neither condition can be met by copying a training face.
+2. Generate one image per pair with each method (collaborative, composable, text only, mask only,
+   and optionally the release's re-weighting), pair k with seed ``seed + k`` for every method.
+3. Score every image with the evaluator models (``train-evaluator``):
+   - mask accuracy: the parser's pixel accuracy against the input mask, at full size and at
+     the 32x32 protocol (the release's mask resolution);
+   - text accuracy: the classifier's attributes against what the caption states (gender,
+     beard, age), per attribute and as the mean share per image;
+   - image quality: a Fréchet distance in the classifier's feature space against the
+     validation images (offline, always; never called FID), and FID with the standard Inception
+     weights when a local copy is given, on the first ``fid_images`` images (the paper: 50) and on N.
+   Two reference rows bound the numbers: the real validation faces the conditions came from,
+   and their VAE reconstructions.
+4. Compare methods pair by pair (bootstrap 95 % intervals) for the paper's claims, and write
+   ``metrics.json``, ``report.html`` (the table, the claims, sample rows per method with the
+   parser's reading) and ``samples.png``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cdiff import config as cfg_mod
+from cdiff import metrics as M
+from cdiff.config import Config
+from cdiff.data import attributes as attr_mod
+from cdiff.data.datasets import to_tensor
+from cdiff.data.masks import colorize, resize_label
+from cdiff.data.prepared import PreparedDataset
+from cdiff.errors import InputError
+from cdiff.imageio import grid, save_png
+from cdiff.models import evaluator as ev
+from cdiff.models.vae import load_vae, reconstruct
+from cdiff.rundir import begin_stage, finish_stage, make_manifest, require_stage
+from cdiff.stages import generate as gen
+
+RELEASED = "collaborative-released"  # the collaborative method with the release's inference re-weighting
+METHODS = (*gen.METHODS, RELEASED)
+REAL, RECONSTRUCTED = "real faces", "VAE reconstructions"
+
+
+@dataclass
+class EvaluateRequest:
+    methods: list[str] = field(default_factory=lambda: list(gen.METHODS))
+    pairs: int | None = None  # None: the config's evaluate.pairs
+    seed: int | None = None
+    steps: int | None = None
+    solver: str = "ddim"
+    eta: float | None = None
+    guidance: float | None = None
+    batch_size: int | None = None
+    inception: Path | None = None
+    fid_images: int | None = None
+
+
+@dataclass
+class EvaluateReport:
+    out: Path
+    metrics: dict[str, Any]
+    wall_time_s: float
+    notes: list[str]
+
+
+def choose_pairs(data: PreparedDataset, n: int, seed: int) -> list[tuple[str, str]]:
+    """``(mask id, caption id)`` for n validation faces in a seeded order, each captioned by the next one."""
+    val = data.split("val")
+    if n < 2 or n > len(val):
+        raise InputError(f"--pairs must be between 2 and the {len(val)} validation images, got {n}")
+    order = np.random.default_rng(seed).permutation(len(val))[:n]
+    ids = [val[i] for i in order]
+    return [(ids[k], ids[(k + 1) % n]) for k in range(n)]
+
+
+class Scorer:
+    """The evaluator models, scoring uint8 images against mask labels and caption attributes."""
+
+    def __init__(self, folder: Path, source: str):
+        self.parser, self.classifier, self.spec, self.meta = ev.load(folder)
+        if self.spec.source != source and {self.spec.source, source} != {"celeba", "codiff"}:
+            raise InputError(
+                f"the evaluator in {folder} was trained on {self.spec.source} data, the run's data is {source}; "
+                f"retrain it: cdiff train-evaluator --run {folder.parent} --force"
+            )
+        self.names = list(self.spec.attributes)
+
+    @torch.no_grad()
+    def __call__(
+        self, images: list[np.ndarray], labels: torch.Tensor, targets: torch.Tensor, batch: int = 64
+    ) -> dict[str, torch.Tensor]:
+        """Per image: mask accuracy (full, 32), hits per attribute, text accuracy; features; parsed maps."""
+        size = images[0].shape[0]
+        if labels.shape[-1] != size:
+            labels = torch.from_numpy(np.stack([resize_label(lb.numpy(), size) for lb in labels]))
+        full, small, parsed, feats = [], [], [], []
+        logits: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
+        for i in range(0, len(images), batch):
+            x = torch.stack([to_tensor(im) for im in images[i : i + batch]])
+            probs = self.parser(x).softmax(1)
+            pred = probs.argmax(1)
+            parsed.append(pred.byte())
+            full.append(M.pixel_accuracy(pred, labels[i : i + batch].long()))
+            small.append(
+                M.pixel_accuracy(M.protocol_labels(probs), M.nearest_labels(labels[i : i + batch].long()))
+            )
+            f = self.classifier.features(x)
+            feats.append(f)
+            for n, head in self.classifier.heads.items():
+                logits[n].append(head(f))
+        hits = M.attribute_hits(
+            {n: torch.cat(v) for n, v in logits.items()}, {n: targets[:, k] for k, n in enumerate(self.names)}
+        )
+        return {
+            "mask_accuracy": torch.cat(full),
+            "mask_accuracy_32": torch.cat(small),
+            **{f"{n}_hit": h for n, h in hits.items()},
+            "text_accuracy": M.text_accuracy(hits),
+            "features": torch.cat(feats),
+            "parsed": torch.cat(parsed),
+        }
+
+
+def summarise(scores: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
+    out = {
+        "mask_accuracy": M.nanmean(scores["mask_accuracy"]),
+        "mask_accuracy_32": M.nanmean(scores["mask_accuracy_32"]),
+        "text_accuracy": M.nanmean(scores["text_accuracy"]),
+    }
+    for n in names:
+        out[f"{n}_accuracy"] = M.nanmean(scores[f"{n}_hit"])
+    return out
+
+
+# the paper's claims: (method, other, metric) — "method scores higher than other on metric"
+CLAIMS = (
+    ("collaborative", "composable", "mask_accuracy"),
+    ("collaborative", "composable", "text_accuracy"),
+    ("collaborative", "text", "mask_accuracy"),
+    ("collaborative", "mask", "text_accuracy"),
+)
+
+
+def run(
+    cfg: Config,
+    req: EvaluateRequest,
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluateReport:
+    t0 = time.perf_counter()
+    # 1. inputs and pairs
+    unknown = [m for m in req.methods if m not in METHODS]
+    if unknown or not req.methods:
+        raise InputError(
+            f"unknown --method '{unknown[0] if unknown else ''}'; choose from {', '.join(METHODS)}"
+        )
+    if req.solver not in ("ddim", "dpm"):
+        raise InputError(f"unknown --solver '{req.solver}'; choose ddim or dpm")
+    inception_path = M.find_inception(req.inception)
+    data = PreparedDataset.open(data_dir)
+    source = data.manifest["config"]["data"]["source"]
+    require_stage(run_dir / "evaluator", "train-evaluator", f"cdiff train-evaluator --run {run_dir}")
+    scorer = Scorer(run_dir / "evaluator", source)
+    n = req.pairs or cfg.evaluate.pairs
+    seed = cfg.evaluate.seed if req.seed is None else req.seed
+    fid_n = req.fid_images or cfg.evaluate.fid_images
+    pairs = choose_pairs(data, n, seed)
+    records = data.records()
+    inception = M.load_fid_inception(inception_path) if inception_path is not None else None
+    notes: list[str] = []
+    if inception is None:
+        notes.append(
+            f"FID skipped: no Inception weights (give --inception {M.FID_WEIGHTS} or put it in torch hub's "
+            "cache); the Fréchet distance in the evaluator's feature space is reported instead"
+        )
+    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    labels = torch.from_numpy(np.stack([data.label(m) for m, _ in pairs]))
+    targets = torch.tensor(
+        [[attr_mod.stated(records[c], source)[a] for a in scorer.names] for _, c in pairs], dtype=torch.long
+    )
+    val_all = data.split("val")
+    reference_images = [data.image(i) for i in val_all]
+    ref_feats = scorer([*reference_images], torch.from_numpy(np.stack([data.label(i) for i in val_all])),
+                       torch.full((len(val_all), len(scorer.names)), -1))["features"]  # fmt: skip
+    ref_incep = M.inception_features(inception, reference_images) if inception is not None else None
+
+    def quality(images: list[np.ndarray], feats: torch.Tensor) -> dict[str, float]:
+        q = {"fd_evaluator": M.frechet_between(feats, ref_feats)}
+        if inception is not None:
+            f = M.inception_features(inception, images)
+            q[f"fid_{min(fid_n, len(images))}"] = M.frechet_between(f[:fid_n], ref_incep)
+            q[f"fid_{len(images)}"] = M.frechet_between(f, ref_incep)
+        return q
+
+    # 2-3. generate with each method and score
+    rows = [{"mask": str(data.root / "masks" / f"{m}.png"), "text": records[c]["caption"]} for m, c in pairs]
+    results: dict[str, dict[str, Any]] = {}
+    per_image: dict[str, dict[str, torch.Tensor]] = {}
+    images_of: dict[str, list[np.ndarray]] = {}
+    for method in req.methods:
+        if progress is not None:
+            progress(method)
+        base = "collaborative" if method == RELEASED else method
+        keep = [base] if base in ("text", "mask") else ["mask", "text"]
+        greq = gen.GenerateRequest(
+            method=base,
+            pairs=[{k: r[k] for k in keep} for r in rows],
+            num=1,
+            seed=seed,
+            seed_per_row=True,
+            steps=req.steps,
+            eta=req.eta,
+            guidance=req.guidance,
+            solver=req.solver,
+            batch_size=req.batch_size,
+            reweight="released" if method == RELEASED else None,
+        )
+        result = gen.run(cfg, greq, run_dir, partial / method, force=True)
+        notes += [x for x in result.notes if x not in notes]
+        scores = scorer(result.images, labels, targets)
+        per_image[method], images_of[method] = scores, result.images
+        results[method] = {
+            **summarise(scores, scorer.names),
+            **quality(result.images, scores["features"]),
+            "images_per_s": len(result.images) / max(result.wall_time_s, 1e-9),
+        }
+        log(
+            f"{method}: mask {results[method]['mask_accuracy']:.3f}, text {results[method]['text_accuracy']:.3f}"
+        )
+
+    # references: the real faces the conditions came from, and their VAE reconstructions
+    real_masks = [data.image(m) for m, _ in pairs]
+    real_texts = [data.image(c) for _, c in pairs]
+    vae, _ = load_vae(run_dir / "vae")
+    references: dict[str, dict[str, float]] = {}
+    train_ids = data.split("train")[:n]
+    for name, transform in ((REAL, None), (RECONSTRUCTED, vae)):
+
+        def prep(ims: list[np.ndarray], tr=transform) -> list[np.ndarray]:
+            return ims if tr is None else _reconstruct(tr, ims)
+
+        mask_side = scorer(prep(real_masks), labels, targets)
+        text_side = scorer(prep(real_texts), labels, targets)
+        train_imgs = prep([data.image(i) for i in train_ids])
+        train_scores = scorer(train_imgs, labels[: len(train_imgs)], targets[: len(train_imgs)])
+        references[name] = {
+            "mask_accuracy": M.nanmean(mask_side["mask_accuracy"]),
+            "mask_accuracy_32": M.nanmean(mask_side["mask_accuracy_32"]),
+            "text_accuracy": M.nanmean(text_side["text_accuracy"]),
+            **{f"{a}_accuracy": M.nanmean(text_side[f"{a}_hit"]) for a in scorer.names},
+            **quality(train_imgs, train_scores["features"]),
+        }
+    notes.append(
+        f"reference rows: mask accuracy on the real face each mask came from, text accuracy on the real face each "
+        f"caption came from; their quality is that of {len(train_ids)} training faces against the validation set"
+    )
+
+    # 4. paired comparisons and outputs
+    claims = []
+    for a, b, metric in CLAIMS:
+        if a in per_image and b in per_image:
+            d = M.paired_difference(per_image[a][metric], per_image[b][metric], seed=seed)
+            verdict = "higher" if d["low"] > 0 else "lower" if d["high"] < 0 else "no clear difference"
+            claims.append({"method": a, "other": b, "metric": metric, **d, "verdict": verdict})
+    settings = {
+        "pairs": n,
+        "seed": seed,
+        "steps": req.steps or cfg.sample.steps,
+        "solver": req.solver,
+        "eta": cfg.sample.eta if req.eta is None else req.eta,
+        "guidance": cfg.sample.guidance if req.guidance is None else req.guidance,
+        "fid_images": fid_n,
+        "inception": str(inception_path) if inception_path else None,
+        "reference_images": len(val_all),
+    }
+    metrics = {
+        "settings": settings,
+        "methods": results,
+        "references": references,
+        "claims": claims,
+        "evaluator": scorer.meta.get("metrics", {}),
+        "pairs": [
+            {
+                "mask_of": m,
+                "caption_of": c,
+                "caption": records[c]["caption"],
+                "seed": seed + k,
+                **{
+                    meth: {key: _num(per_image[meth][key][k]) for key in _per_image_keys(scorer.names)}
+                    for meth in per_image
+                },
+            }
+            for k, (m, c) in enumerate(pairs)
+        ],
+        "notes": notes,
+    }
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    examples = min(cfg.evaluate.examples, n)
+    _write_samples(partial, pairs, data, images_of, per_image, examples)
+    _write_html(partial, metrics, pairs, data, list(per_image), scorer.names, examples)
+    manifest = make_manifest(
+        "evaluate",
+        cfg_mod.to_dict(cfg),
+        {"run": str(run_dir.resolve()), "data": str(Path(data_dir).resolve())},
+        {"metrics": "metrics.json", "report": "report.html", "samples": "samples.png"},
+        time.perf_counter() - t0,
+        settings=settings,
+        notes=notes,
+    )
+    finish_stage(partial, out, manifest)
+    return EvaluateReport(out, metrics, time.perf_counter() - t0, notes)
+
+
+def _per_image_keys(names: list[str]) -> list[str]:
+    return ["mask_accuracy", "mask_accuracy_32", "text_accuracy", *[f"{a}_hit" for a in names]]
+
+
+def _num(x: torch.Tensor) -> float | None:
+    v = float(x)
+    return None if np.isnan(v) else round(v, 4)
+
+
+@torch.no_grad()
+def _reconstruct(vae, images: list[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for i in range(0, len(images), 64):
+        x = torch.stack([to_tensor(im) for im in images[i : i + 64]])
+        rec = reconstruct(vae, x)
+        out += [((r.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() for r in rec]
+    return out
+
+
+def _write_samples(
+    folder: Path,
+    pairs: list[tuple[str, str]],
+    data: PreparedDataset,
+    images: dict[str, list[np.ndarray]],
+    scores: dict[str, dict[str, torch.Tensor]],
+    k: int,
+) -> None:
+    """``samples.png``: per pair, the mask, the caption's face, then each method's image and its parsed mask."""
+    size = next(iter(images.values()))[0].shape[0]
+    tiles: list[np.ndarray] = []
+    for j in range(k):
+        m, c = pairs[j]
+        tiles += [colorize(resize_label(data.label(m), size)), _fit(data.image(c), size)]
+        for meth in images:
+            tiles += [images[meth][j], colorize(scores[meth]["parsed"][j].numpy())]
+    meta = {
+        "layout": "rows: mask, the caption's face, then per method its image and the parser's reading",
+        "methods": list(images),
+        "captions": [data.records()[c]["caption"] for _, c in pairs[:k]],
+    }
+    save_png(folder / "samples.png", grid(tiles, ncol=2 + 2 * len(images)), meta)
+    for meth in images:  # small pictures for the HTML page
+        for j in range(k):
+            save_png(folder / "parsed" / meth / f"{j:03d}.png", colorize(scores[meth]["parsed"][j].numpy()))
+    for j in range(k):
+        m, c = pairs[j]
+        save_png(folder / "conditions" / f"{j:03d}-mask.png", colorize(resize_label(data.label(m), size)))
+        save_png(folder / "conditions" / f"{j:03d}-face.png", _fit(data.image(c), size))
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+
+
+COLUMNS = (
+    ("mask_accuracy_32", "mask acc. (32×32)"),
+    ("mask_accuracy", "mask acc. (full)"),
+    ("text_accuracy", "text acc."),
+)
+
+
+def table_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (methods, then references) of the results table, as text."""
+    names = [k[: -len("_accuracy")] for k in next(iter(metrics["methods"].values())) if k.endswith("_accuracy")
+             and k not in {c for c, _ in COLUMNS}]  # fmt: skip
+    quality = [k for k in next(iter(metrics["methods"].values())) if k.startswith(("fd_", "fid_"))]
+    header = ["", *[t for _, t in COLUMNS], *names, *[_quality_title(q) for q in quality]]
+    rows = []
+    for group in ("methods", "references"):
+        for name, rec in metrics[group].items():
+            label = name if group == "methods" else f"reference: {name}"
+            rows.append(
+                [
+                    label,
+                    *[_fmt(rec.get(c)) for c, _ in COLUMNS],
+                    *[_fmt(rec.get(f"{a}_accuracy")) for a in names],
+                    *[_fmt(rec.get(q), 2) for q in quality],
+                ]
+            )
+    return header, rows
+
+
+def _quality_title(key: str) -> str:
+    return "FD (evaluator features)" if key == "fd_evaluator" else f"FID@{key[4:]}"
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def claim_lines(metrics: dict[str, Any]) -> list[str]:
+    out = []
+    for c in metrics["claims"]:
+        what = c["metric"].replace("_", " ")
+        out.append(
+            f"{c['method']} vs {c['other']}, {what}: {c['mean']:+.3f} (95 % CI {c['low']:+.3f} … {c['high']:+.3f}, "
+            f"{c['pairs']} pairs): {c['verdict']}"
+        )
+    return out
+
+
+def _write_html(
+    folder: Path,
+    metrics: dict[str, Any],
+    pairs: list[tuple[str, str]],
+    data: PreparedDataset,
+    methods: list[str],
+    names: list[str],
+    k: int,
+) -> None:
+    esc = html.escape
+    header, rows = table_rows(metrics)
+    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows) + "</table>"
+    claims = "".join(f"<li>{esc(line)}</li>" for line in claim_lines(metrics))
+    notes = "".join(f"<li>{esc(x)}</li>" for x in metrics["notes"])
+    body = []
+    for j in range(k):
+        rec = metrics["pairs"][j]
+        cells = (
+            f'<td><img src="conditions/{j:03d}-mask.png" width="96" alt="mask"></td>'
+            f'<td><img src="conditions/{j:03d}-face.png" width="96" alt="caption face"><br><small>'
+            f"{esc(rec['caption'])}</small></td>"
+        )
+        for meth in methods:
+            s = rec[meth]
+            hits = " ".join(
+                f"{a} {'✓' if s[f'{a}_hit'] == 1 else '✗'}" for a in names if s.get(f"{a}_hit") is not None
+            )
+            name = f"{j:03d}-{rec['seed']:06d}.png"
+            cells += (
+                f'<td><img src="{meth}/{name}" width="96" alt="{meth}">'
+                f'<img src="parsed/{meth}/{j:03d}.png" width="96" alt="parsed"><br>'
+                f"<small>mask {_fmt(s['mask_accuracy'])} · {esc(hits)}</small></td>"
+            )
+        body.append(f"<tr>{cells}</tr>")
+    heads = "<th>mask</th><th>caption (its face)</th>" + "".join(f"<th>{esc(m)}</th>" for m in methods)
+    s = metrics["settings"]
+    ev_val = metrics.get("evaluator", {}).get("val") or {}
+    ev_line = ", ".join(f"{key.replace('_', ' ')} {v:.3f}" for key, v in ev_val.items())
+    (folder / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>cdiff evaluate</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
+        "td,th{padding:4px 8px;text-align:center;border-bottom:1px solid #ddd} small{color:#555}</style></head><body>"
+        f"<h1>Evaluation: {s['pairs']} validation pairs</h1><p>The mask of one validation face with the caption "
+        f"of another; {s['solver']} with {s['steps']} steps, guidance {s['guidance']}, pair k uses seed "
+        f"{s['seed']} + k for every method. Mask accuracy: the face parser's reading against the input mask; text "
+        "accuracy: the attribute classifier against what the caption states; FD: Fréchet distance to the "
+        "validation images in the classifier's feature space (not FID).</p>"
+        f"{table}<h2>The paper's claims, pair by pair</h2><ul>{claims}</ul>"
+        f"<p><small>evaluator on the real validation images: {esc(ev_line)}</small></p><ul>{notes}</ul>"
+        f"<h2>Samples</h2><p>Each method: the image, and beside it what the parser reads.</p>"
+        f"<table><tr>{heads}</tr>{''.join(body)}</table></body></html>\n"
+    )
+
+
+__all__ = ["EvaluateRequest", "choose_pairs", "claim_lines", "run", "table_rows"]

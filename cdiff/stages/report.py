@@ -1,0 +1,184 @@
+"""Stage ``report``: one HTML page for a run: its models, the evaluation, samples, influence maps and edits.
+
+It collects what the other stages left in the run directory (nothing is computed here):
+- the models: each stage's manifest (steps, wall time, its main metric);
+- ``evaluation/``: the metrics table, the paper's claims checked pair by pair, the sample rows;
+- ``samples/*/compare.png``: the methods side by side (``generate --method all``);
+- ``samples/*/collaborative/visualize/*/``: influence maps, x_t and x_0 (``visualize``);
+- ``edits/*/grid.png``: edits (``edit``).
+Links are relative, so the page works wherever the run folder is copied.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdiff.errors import InputError
+from cdiff.rundir import atomic_write_text
+from cdiff.stages.evaluate import claim_lines, table_rows
+
+STAGES = (
+    ("vae", "VAE", "val_psnr_db", "validation PSNR (dB)"),
+    ("text", "text model", "final_loss", "final loss"),
+    ("mask", "mask model", "final_loss", "final loss"),
+    ("diffuser", "dynamic diffusers", "final_loss", "final loss"),
+    ("evaluator", "evaluator models", None, None),
+)
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    sections: list[str]
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _img(path: Path, root: Path, width: int | None = None, alt: str = "") -> str:
+    w = f' width="{width}"' if width else ""
+    return f'<img src="{html.escape(path.relative_to(root).as_posix())}"{w} alt="{html.escape(alt)}">'
+
+
+def _models(run_dir: Path) -> str:
+    rows = []
+    for folder, name, key, label in STAGES:
+        m = _manifest(run_dir / folder)
+        if m is None:
+            continue
+        metrics = m.get("metrics", {})
+        if folder == "evaluator":
+            val = metrics.get("val", {})
+            main = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in val.items())
+        else:
+            value = metrics.get(key)
+            main = f"{label} {value:.4f}" if isinstance(value, int | float) else ""
+        params = sum((m.get("parameters") or {}).values()) if isinstance(m.get("parameters"), dict) else None
+        rows.append(
+            f"<tr><td>{name}</td><td>{metrics.get('steps', '')}</td>"
+            f"<td>{'' if params is None else f'{params:,}'}</td>"
+            f"<td>{m.get('wall_time_s', 0) / 60:.1f} min</td><td>{html.escape(main)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Models</h2><table><tr><th>model</th><th>steps</th><th>parameters</th><th>training time</th>"
+        f"<th>result</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _evaluation(run_dir: Path, root: Path) -> str:
+    folder = run_dir / "evaluation"
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    header, rows = table_rows(metrics)
+    esc = html.escape
+    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows) + "</table>"
+    claims = "".join(f"<li>{esc(line)}</li>" for line in claim_lines(metrics))
+    s = metrics["settings"]
+    samples = folder / "samples.png"
+    return (
+        f"<h2>Evaluation</h2><p>{s['pairs']} validation pairs (the mask of one face, the caption of another), "
+        f"{s['solver']} {s['steps']} steps, guidance {s['guidance']}. Mask accuracy: a face parser against the input "
+        "mask; text accuracy: an attribute classifier against the caption; FD: Fréchet distance in the "
+        f'classifier\'s features (not FID). <a href="{esc((folder / "report.html").relative_to(root).as_posix())}">'
+        f"Full evaluation report</a>.</p>{table}<h3>The paper's claims, pair by pair</h3><ul>{claims}</ul>"
+        + (
+            f"<p>Rows: mask, the caption's face, then per method the image and the parser's reading.</p>"
+            f"{_img(samples, root, alt='evaluation samples')}"
+            if samples.is_file()
+            else ""
+        )
+    )
+
+
+def _samples(run_dir: Path, root: Path) -> str:
+    compares = sorted((run_dir / "samples").glob("*/compare.png"), key=lambda p: p.stat().st_mtime)
+    if not compares:
+        return ""
+    latest = compares[-1]
+    return (
+        "<h2>Samples: every method side by side</h2><p>Columns: the mask, then collaborative, composable, text only, "
+        f'mask only; the captions are in <a href="{html.escape((latest.parent / "compare.html").relative_to(root).as_posix())}">'
+        f"compare.html</a>.</p>{_img(latest, root, alt='methods side by side')}"
+    )
+
+
+def _influence(run_dir: Path, root: Path) -> str:
+    folders = sorted((run_dir / "samples").glob("*/collaborative/visualize/*/influence_mask.png"))
+    if not folders:
+        return ""
+    parts = []
+    for f in folders[:3]:
+        d = f.parent
+        tiles = [
+            d / n
+            for n in ("influence_mask.png", "influence_text.png", "pred_x0.png", "overlay.png")
+            if (d / n).is_file()
+        ]
+        parts.append(f"<h3>{html.escape(d.name)}</h3>" + " ".join(_img(t, root, alt=t.stem) for t in tiles))
+    index = folders[0].parent.parent / "index.html"
+    return (
+        "<h2>Why it looks as it does: influence maps</h2><p>Per sampling step (t = 981 … 1), the weight the dynamic "
+        "diffusers gave each model at each latent pixel; then the predicted x<sub>0</sub> per step and the mask over "
+        f'the result. <a href="{html.escape(index.relative_to(root).as_posix())}">All pictures</a>.</p>'
+        + "".join(parts)
+    )
+
+
+def _edits(run_dir: Path, root: Path) -> str:
+    grids = sorted((run_dir / "edits").glob("*/grid.png"))
+    if not grids:
+        return ""
+    parts = []
+    for g in grids:
+        m = _manifest(g.parent) or {}
+        s = m.get("settings", {})
+        what = ", ".join(k for k in ("target_text", "target_mask") if k in (m.get("inputs") or {})) or s.get(
+            "method", ""
+        )
+        parts.append(
+            f"<h3>{html.escape(g.parent.name)} <small>{html.escape(str(what))}</small></h3>{_img(g, root, alt=g.parent.name)}"
+        )
+    return "<h2>Edits</h2><p>Each row: the photo, the target, then the α sweep.</p>" + "".join(parts)
+
+
+def run(run_dir: Path) -> ReportResult:
+    """Write ``RUN/report.html``, linking to the run's files by relative paths."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"run folder {run_dir} not found")
+    out = run_dir / "report.html"
+    root = run_abs = run_dir.resolve()
+    sections = {
+        "models": _models(run_abs),
+        "evaluation": _evaluation(run_abs, root),
+        "samples": _samples(run_abs, root),
+        "influence maps": _influence(run_abs, root),
+        "edits": _edits(run_abs, root),
+    }
+    found = [name for name, text in sections.items() if text]
+    if not found:
+        raise InputError(
+            f"{run_dir} holds nothing to report yet; train, generate, evaluate or edit first (see make demo)"
+        )
+    atomic_write_text(
+        out,
+        "<!doctype html><html><head><meta charset='utf-8'><title>cdiff run report</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px} img{image-rendering:pixelated;"
+        "max-width:100%} td,th{padding:4px 8px;text-align:right;border-bottom:1px solid #ddd} small{color:#555}"
+        "</style></head><body>"
+        f"<h1>cdiff: {html.escape(run_dir.name)}</h1>" + "".join(sections.values()) + "</body></html>\n",
+    )
+    return ReportResult(out, found)

@@ -1,0 +1,294 @@
+"""Stage ``train-evaluator``: the face parser and attribute classifier that ``evaluate`` scores with.
+
+1. Open the prepared dataset: images, label maps and the caption attributes as classes
+   (``cdiff.data.attributes``: gender, beard and age degrees; unknown values are ignored).
+2. Train both nets together with the shared loop (augmented: flips with left/right classes
+   swapped, colour jitter, blur, noise); at intervals, log validation accuracy and save a grid.
+3. Validate on every validation image, and on their VAE reconstructions when the run has a VAE
+   (the images a generator can make at best: the evaluator's numbers there bound the metrics).
+4. Export ``evaluator/{parser,classifier}.safetensors`` + ``config.json`` and the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cdiff import config as cfg_mod
+from cdiff.config import Config
+from cdiff.data import attributes as attr_mod
+from cdiff.data.datasets import to_tensor
+from cdiff.data.masks import CLASS_ID, NUM_CLASSES, colorize
+from cdiff.data.prepared import PreparedDataset
+from cdiff.imageio import grid, save_png
+from cdiff.metrics import mean_iou, nearest_labels, pixel_accuracy, protocol_labels
+from cdiff.models import evaluator as ev
+from cdiff.models.vae import load_vae, reconstruct
+from cdiff.rundir import begin_stage, finish_stage, make_manifest, sha256_file
+from cdiff.training.loop import CKPT, METRICS, Task, fit
+
+GRID_IMAGES = 8
+MAX_VAL = 1000  # validation images scored at the end (all of them for the demo)
+# a horizontal flip turns each left part into a right one
+_SWAP = [(CLASS_ID[f"l_{p}"], CLASS_ID[f"r_{p}"]) for p in ("eye", "brow", "ear")]
+
+
+class EvaluatorData(Dataset):
+    """``{"image": (3, H, W) in [-1, 1], "label": (H, W) int64, "attrs": (A,) int64}``; small sets stay in memory."""
+
+    def __init__(self, data: PreparedDataset, ids: list[str], names: list[str]):
+        self.data, self.ids = data, ids
+        source = data.manifest["config"]["data"]["source"]
+        records = data.records()
+        self.attrs = torch.tensor([[attr_mod.targets(records[i], source)[n] for n in names] for i in ids])
+        self.cache: dict[int, dict] | None = {} if data.resolution <= 128 else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
+        item = {
+            "image": to_tensor(self.data.image(self.ids[i])),
+            "label": torch.from_numpy(self.data.label(self.ids[i]).astype(np.int64)),
+            "attrs": self.attrs[i],
+        }
+        if self.cache is not None:
+            self.cache[i] = item
+        return item
+
+
+def augment(x: torch.Tensor, label: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip (swapping left/right classes), brightness/contrast jitter, blur and noise, per image."""
+    B, dev = x.shape[0], x.device
+    u = torch.rand(B, 6, generator=g, device=dev)
+    flip = u[:, 0] < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    flipped = label.flip(-1)
+    swapped = flipped.clone()
+    for a, b in _SWAP:
+        swapped[flipped == a], swapped[flipped == b] = b, a
+    label = torch.where(flip.view(B, 1, 1), swapped, label)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (0.8 + 0.4 * u[:, 1]).view(B, 1, 1, 1) + mean + (u[:, 2] - 0.5).view(B, 1, 1, 1) * 0.2
+    sigma = x.shape[-1] / 64  # about one pixel of the demo's 64 px images, the same share of larger ones
+    kernel = 2 * int(2 * sigma) + 1
+    from torchvision.transforms.functional import gaussian_blur
+
+    blurred = gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+    x = x + u[:, 3].view(B, 1, 1, 1) * (blurred - x)
+    noise = torch.randn(x.shape, generator=g, device=dev)
+    x = x + noise * (0.05 * u[:, 4]).view(B, 1, 1, 1)
+    return x.clamp(-1, 1), label
+
+
+class EvaluatorTask(Task):
+    """Cross-entropy of the parser's pixels + the classifier's attributes (unknown targets ignored)."""
+
+    trainable = ("parser", "classifier")
+
+    def __init__(
+        self, parser: ev.FaceParser, classifier: ev.AttributeClassifier, names: list[str], aug: bool
+    ):
+        super().__init__()
+        self.parser, self.classifier, self.names, self.aug = parser, classifier, names, aug
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
+        x, label = batch["image"], batch["label"]
+        if self.aug:
+            x, label = augment(x, label, generator)
+        seg = F.cross_entropy(self.parser(x), label)
+        logits = self.classifier(x)
+        loss, logs = seg, {"parser": seg.item()}
+        for k, name in enumerate(self.names):
+            target = batch["attrs"][:, k]
+            if (target >= 0).any():
+                ce = F.cross_entropy(logits[name], target, ignore_index=-1)
+                logs[name] = ce.item()
+            else:  # keep the head in the graph (DDP needs every parameter used)
+                ce = 0.0 * logits[name].sum()
+            loss = loss + ce
+        return loss, logs
+
+
+@torch.no_grad()
+def score(
+    parser: ev.FaceParser,
+    classifier: ev.AttributeClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attrs: torch.Tensor,
+    names: list[str],
+    batch: int = 64,
+) -> dict[str, float]:
+    """Parser pixel accuracy (full size and the 32x32 protocol), mean IoU and per-attribute accuracy."""
+    preds, small, hits = [], [], {n: [] for n in names}
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        probs = parser(x).softmax(1)
+        preds.append(probs.argmax(1))
+        small.append(protocol_labels(probs))
+        logits = classifier(x)
+        for k, n in enumerate(names):
+            t = attrs[i : i + batch, k]
+            keep = t >= 0
+            hits[n].append((logits[n].argmax(1) == t)[keep].float())
+    pred = torch.cat(preds)
+    out = {
+        "parser_accuracy": float(pixel_accuracy(pred, labels).mean()),
+        "parser_accuracy_32": float(pixel_accuracy(torch.cat(small), nearest_labels(labels)).mean()),
+        "parser_miou": mean_iou(pred, labels, NUM_CLASSES),
+    }
+    for n in names:
+        h = torch.cat(hits[n])
+        out[f"{n}_accuracy"] = float(h.mean()) if h.numel() else float("nan")
+    return out
+
+
+@dataclass
+class EvaluatorReport:
+    out: Path
+    steps: int
+    wall_time_s: float
+    samples_per_s: float
+    parameters: dict[str, int]
+    val: dict[str, float]
+    val_reconstructed: dict[str, float] | None
+
+
+def spec_of(cfg: Config, data: PreparedDataset) -> ev.EvaluatorSpec:
+    source = data.manifest["config"]["data"]["source"]
+    e = cfg.evaluator
+    return ev.EvaluatorSpec(
+        source=source,
+        resolution=data.resolution,
+        parser_channels=tuple(e.parser_channels),
+        parser_size=min(e.parser_size, data.resolution),
+        classifier_channels=tuple(e.classifier_channels),
+        classifier_size=min(e.classifier_size, data.resolution),
+        attributes=attr_mod.classes(source),
+    )
+
+
+def parameter_counts(cfg: Config, source: str = "synthetic", resolution: int = 64) -> dict[str, int]:
+    e = cfg.evaluator
+    spec = ev.EvaluatorSpec(
+        source, resolution, tuple(e.parser_channels), e.parser_size, tuple(e.classifier_channels),
+        e.classifier_size, attr_mod.classes(source),
+    )  # fmt: skip
+    parser, classifier = ev.build(spec)
+    return {
+        "face parser": sum(p.numel() for p in parser.parameters()),
+        "attribute classifier": sum(p.numel() for p in classifier.parameters()),
+    }
+
+
+def run(
+    cfg: Config,
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    log=print,
+) -> EvaluatorReport:
+    t0 = time.perf_counter()
+    # 1. data and models
+    data = PreparedDataset.open(data_dir)
+    spec = spec_of(cfg, data)
+    names = list(spec.attributes)
+    train = EvaluatorData(data, data.split("train"), names)
+    val_ids = data.split("val")[:MAX_VAL] or data.split("train")[:GRID_IMAGES]
+    val = EvaluatorData(data, val_ids, names)
+    known = {n: int((train.attrs[:, k] >= 0).sum()) for k, n in enumerate(names)}
+    for n, count in known.items():
+        if count == 0:
+            log(
+                f"note: no training image has a known {n}: its accuracy will be nan (the data has no labels for it)"
+            )
+    torch.manual_seed(cfg.evaluator.train.seed)  # the initial weights are part of a reproducible run
+    parser, classifier = ev.build(spec)
+    task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment)
+    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    val_items = [val[i] for i in range(len(val))]
+    val_x = torch.stack([v["image"] for v in val_items])
+    val_y = torch.stack([v["label"] for v in val_items])
+
+    # 2. train, logging validation accuracy on a subset
+    def on_sample(step: int, t: Task) -> None:
+        t.eval()
+        n = min(len(val), 128)
+        rec = score(t.parser, t.classifier, val_x[:n], val_y[:n], val.attrs[:n], names)
+        t.train()
+        with open(partial / METRICS, "a") as f:
+            f.write(json.dumps({"step": step, **{f"val_{k}": round(v, 4) for k, v in rec.items()}}) + "\n")
+        save_parse_grid(
+            partial / "samples" / f"step_{step:06d}.png", t.parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES]
+        )
+        t.train()
+
+    result = fit(task, train, cfg.evaluator.train, partial, resume=resume, on_sample=on_sample)
+
+    # 3. validation: real images, then VAE reconstructions
+    parser.eval(), classifier.eval()
+    scores = score(parser, classifier, val_x, val_y, val.attrs, names)
+    rec_scores = None
+    if (run_dir / "vae" / "manifest.json").is_file():
+        vae, _ = load_vae(run_dir / "vae")
+        rec_x = torch.cat([reconstruct(vae, val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
+        rec_scores = score(parser, classifier, rec_x, val_y, val.attrs, names)
+
+    # 4. export
+    counts = {
+        "face parser": sum(p.numel() for p in parser.parameters()),
+        "attribute classifier": sum(p.numel() for p in classifier.parameters()),
+    }
+    metrics = {"val": scores, "val_reconstructed": rec_scores, "val_images": len(val)}
+    ev.export(partial, parser, classifier, spec, {"metrics": metrics})
+    save_parse_grid(partial / "parser.png", parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
+    (partial / CKPT).unlink(missing_ok=True)
+    manifest = make_manifest(
+        "train-evaluator",
+        cfg_mod.to_dict(cfg),
+        {"data": {"path": str(data_dir), "outputs": data.manifest["outputs"]}},
+        {name: {"sha256": sha256_file(partial / name)} for name in (ev.PARSER, ev.CLASSIFIER)},
+        time.perf_counter() - t0,
+        metrics={"steps": result.step, "samples_per_s": result.samples_per_s, **metrics},
+        parameters=counts,
+        known_training_labels=known,
+    )
+    finish_stage(partial, out, manifest)
+    return EvaluatorReport(
+        out, result.step, time.perf_counter() - t0, result.samples_per_s, counts, scores, rec_scores
+    )
+
+
+@torch.no_grad()
+def save_parse_grid(path: Path, parser: ev.FaceParser, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Rows of (image, true mask, parsed mask)."""
+    was_training = parser.training
+    parser.eval()
+    pred = parser(x).argmax(1)
+    parser.train(was_training)
+    tiles = []
+    for im, t, p in zip(x, y, pred, strict=True):
+        tiles += [
+            (im.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()),
+            colorize(t.numpy().astype(np.uint8)),
+            colorize(p.numpy().astype(np.uint8)),
+        ]
+    save_png(path, grid(tiles, ncol=6), {"layout": "triples: image, true mask, parsed mask"})
+
+
+__all__ = ["EvaluatorTask", "parameter_counts", "run", "score"]
