@@ -28,18 +28,27 @@ lint: $(STAMP)
 
 # The main job on the embedded default: the demo models shipped inside the package (trained on the synthetic
 # faces), CPU, minutes. Puts the shipped models into $(DEMO_RUN) (unless it has models already, e.g. from
-# demo-train); generates faces for example pairs (the mask of one validation face, the caption of another) with
-# every method side by side; visualises how the models shared the work; edits a validation photo by text, by mask
-# and by both. Each step prints its time.
+# demo-train) and the synthetic faces into $(DEMO_RUN)/data (unless there); generates faces for example pairs (the
+# mask of one validation face, the caption of another) with every method side by side; visualises how the models
+# shared the work; edits a validation photo by text, by mask and by both; evaluates every method on validation
+# pairs; and writes $(DEMO_RUN)/report.html with all of it. Each step prints its time.
 DEMO_OUT := $(DEMO_RUN)/samples
 DEMO_PHOTO = $(DEMO_RUN)/examples/edit_photo.png
 DEMO_TARGET_MASK = $(DEMO_RUN)/examples/edit_target_mask.png
+DEMO_PAIRS ?= 100
+DEMO_EVAL_SOLVER ?= --solver dpm --steps 20
 DEMO_TARGET_TEXT = $$($(PY) -c "import json; print(json.load(open('$(DEMO_RUN)/examples/edit.json'))['target_text'])")
 demo: $(STAMP)
 	@set -e; start=$$(date +%s); \
 	step() { t0=$$(date +%s); echo "== $$1"; shift; "$$@"; echo "   $$(( $$(date +%s) - t0 )) s"; }; \
 	if [ -f $(DEMO_RUN)/diffuser/manifest.json ]; then echo "== models: already in $(DEMO_RUN)"; \
 	else step "models: the shipped demo weights → $(DEMO_RUN)" $(CDIFF) import-demo --run $(DEMO_RUN); fi; \
+	if [ ! -f $(DEMO_RUN)/data/manifest.json ]; then \
+		step "data: the synthetic faces (validation pairs for the evaluation)" \
+		$(CDIFF) prepare --config demo --run $(DEMO_RUN); fi; \
+	if [ ! -f $(DEMO_RUN)/evaluator/manifest.json ]; then \
+		step "evaluator: train the face parser and attribute classifier" \
+		$(CDIFF) train-evaluator --config demo --run $(DEMO_RUN) --resume; fi; \
 	rm -rf $(DEMO_OUT)/demo $(DEMO_RUN)/edits/demo-text $(DEMO_RUN)/edits/demo-mask $(DEMO_RUN)/edits/demo-both; \
 	step "generate: collaborative, composable, text only, mask only" \
 		$(CDIFF) generate --run $(DEMO_RUN) --method all --num 2 --save-intermediates --out $(DEMO_OUT)/demo; \
@@ -52,7 +61,12 @@ demo: $(STAMP)
 	step "edit: text and mask together (collaborative)" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) \
 		--target-text "$(DEMO_TARGET_TEXT)" --target-mask "$(DEMO_TARGET_MASK)" --save-intermediates \
 		--out $(DEMO_RUN)/edits/demo-both; \
+	step "evaluate: every method on $(DEMO_PAIRS) validation pairs" $(CDIFF) evaluate --config demo --run $(DEMO_RUN) \
+		--pairs $(DEMO_PAIRS) $(DEMO_EVAL_SOLVER) --force; \
+	step "report" $(CDIFF) report --run $(DEMO_RUN) --force; \
 	echo "== demo: $$(( $$(date +%s) - start )) s in all. Open:"; \
+	echo "   $(DEMO_RUN)/report.html  (everything below on one page)"; \
+	echo "   $(DEMO_RUN)/evaluation/report.html  (the evaluation, with sample rows)"; \
 	echo "   $(DEMO_OUT)/demo/compare.html  (methods side by side)"; \
 	echo "   $(DEMO_OUT)/demo/collaborative/visualize/index.html  (influence maps)"; \
 	echo "   $(DEMO_RUN)/edits/demo-{text,mask,both}/grid.png  (edits: photo, target, alpha sweep)"
@@ -70,6 +84,7 @@ demo-train: $(STAMP)
 	stage text $(CDIFF) train-unimodal --modality text --config demo --run $(DEMO_RUN) --resume && \
 	stage mask $(CDIFF) train-unimodal --modality mask --config demo --run $(DEMO_RUN) --resume --steps 3000 && \
 	stage diffuser $(CDIFF) train-diffuser --config demo --run $(DEMO_RUN) --resume && \
+	stage evaluator $(CDIFF) train-evaluator --config demo --run $(DEMO_RUN) --resume && \
 	rm -rf $(DEMO_OUT)/demo-text $(DEMO_OUT)/demo-mask && \
 	$(CDIFF) generate --method text --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-text && \
 	$(CDIFF) generate --method mask --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-mask && \

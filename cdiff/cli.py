@@ -464,6 +464,7 @@ def evaluate(
     config: ConfigOpt = "demo",
     run: RunOpt = None,
     set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Score each method on N validation pairs (the mask of one face, the caption of another).
@@ -485,6 +486,14 @@ def evaluate(
         inception=inception,
         fid_images=fid_images,
     )
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        out_console.print(
+            f"would evaluate {', '.join(req.methods)} on {pairs or cfg.evaluate.pairs} validation pairs "
+            f"({req.solver}, {steps or cfg.sample.steps} steps) into {out or run_dir / 'evaluation'}",
+            highlight=False,
+        )
+        return
     report = stage.run(
         cfg,
         req,
@@ -781,20 +790,32 @@ def import_official(
         bool,
         typer.Option("--trust-pickle", help="Unpickle everything (can run code): only for files you trust."),
     ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="Preset or YAML file. \\[default: celeba256 / celeba512]"),
+    ] = None,
     run: RunOpt = None,
     set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Turn the authors' released checkpoints into a run that generate, edit and visualize use."""
     from cdiff.stages import import_official as stage
 
     run_dir = run or default_run_dir(f"celeba{resolution}")
+    tok = str(tokenizer) if tokenizer else None
+    if dry_run:
+        typer.echo(cfg_mod.to_yaml(stage.resolve_config(resolution, set_, tok, config)), nl=False)
+        for path in stage.find_files(sources, resolution):
+            typer.echo(f"# would import {path} into {run_dir}")
+        return
     report = stage.run(
         sources,
         resolution,
         run_dir,
-        tokenizer=str(tokenizer) if tokenizer else None,
+        tokenizer=tok,
         sets=set_,
+        preset=config,
         trust_pickle=trust_pickle,
         force=force,
         log=lambda m: err_console.print(m, highlight=False),
@@ -854,11 +875,12 @@ def visualize(
 @handle_errors
 def report(
     run: Annotated[Path, typer.Option("--run", help="The run directory to report on.")] = Path("runs/demo"),
+    force: ForceOpt = False,
 ) -> None:
     """One page for a run: RUN/report.html with its models, the evaluation table, samples, influence maps and edits."""
     from cdiff.stages import report as stage
 
-    result = stage.run(run)
+    result = stage.run(run, force=force)
     out_console.print(f"wrote {result.path} ({', '.join(result.sections)})", highlight=False)
 
 

@@ -195,7 +195,9 @@ class EvaluatorConfig:
     """The evaluator models ``cdiff evaluate`` scores with: a face parser and an attribute classifier.
 
     Both train together on the prepared training split with flips (left/right classes swapped),
-    colour jitter, blur and noise, so that they also read the softer images a generator makes.
+    colour jitter, blur and noise; and, when the run has a VAE, on its reconstructions of the
+    training images too: every generated image is decoded by that VAE, so the judges must read
+    decoded images as well as real ones.
     """
 
     parser_channels: tuple[int, ...] = (32, 64, 128)  # a small U-Net, 19-class logits per pixel
@@ -203,6 +205,7 @@ class EvaluatorConfig:
     classifier_channels: tuple[int, ...] = (32, 64, 128, 256)  # strided conv net, pooled features
     classifier_size: int = 128
     augment: bool = True
+    reconstructed: float = 0.5  # share of training images replaced by the run's VAE reconstruction of them
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

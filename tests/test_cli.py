@@ -31,7 +31,11 @@ def test_version():
 def test_every_command_has_help():
     names = command_names()
     assert "prepare" in names
-    no_config = {"visualize", "import-demo"}  # they read a generation / the package, not a preset
+    no_config = {
+        "visualize",
+        "import-demo",
+        "report",
+    }  # they read a generation / the package / a run, not a preset
     for name in names:
         result = invoke(name, "--help")
         assert result.exit_code == 0, name

@@ -154,12 +154,14 @@ def _edits(run_dir: Path, root: Path) -> str:
     return "<h2>Edits</h2><p>Each row: the photo, the target, then the α sweep.</p>" + "".join(parts)
 
 
-def run(run_dir: Path) -> ReportResult:
-    """Write ``RUN/report.html``, linking to the run's files by relative paths."""
+def run(run_dir: Path, force: bool = False) -> ReportResult:
+    """Write ``RUN/report.html``, linking to the run's files by relative paths (replaced only with ``force``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run folder {run_dir} not found")
     out = run_dir / "report.html"
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; pass --force to write it again")
     root = run_abs = run_dir.resolve()
     sections = {
         "models": _models(run_abs),

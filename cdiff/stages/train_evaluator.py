@@ -3,7 +3,9 @@
 1. Open the prepared dataset: images, label maps and the caption attributes as classes
    (``cdiff.data.attributes``: gender, beard and age degrees; unknown values are ignored).
 2. Train both nets together with the shared loop (augmented: flips with left/right classes
-   swapped, colour jitter, blur, noise); at intervals, log validation accuracy and save a grid.
+   swapped, colour jitter, blur, noise; and a share of the images replaced by the run's VAE
+   reconstruction of them, since every generated image is decoded by that VAE); at intervals,
+   log validation accuracy and save a grid.
 3. Validate on every validation image, and on their VAE reconstructions when the run has a VAE
    (the images a generator can make at best: the evaluator's numbers there bound the metrics).
 4. Export ``evaluator/{parser,classifier}.safetensors`` + ``config.json`` and the manifest.
@@ -96,15 +98,30 @@ class EvaluatorTask(Task):
     trainable = ("parser", "classifier")
 
     def __init__(
-        self, parser: ev.FaceParser, classifier: ev.AttributeClassifier, names: list[str], aug: bool
+        self,
+        parser: ev.FaceParser,
+        classifier: ev.AttributeClassifier,
+        names: list[str],
+        aug: bool,
+        vae=None,
+        reconstructed: float = 0.0,
     ):
         super().__init__()
         self.parser, self.classifier, self.names, self.aug = parser, classifier, names, aug
+        self.vae, self.reconstructed = vae, reconstructed  # the VAE is frozen (not a trainable module)
+        if vae is not None:
+            vae.requires_grad_(False).eval()
 
     def forward(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict]:
         x, label = batch["image"], batch["label"]
+        if self.vae is not None and self.reconstructed > 0:
+            pick = torch.rand(x.shape[0], generator=generator, device=x.device) < self.reconstructed
+            if pick.any():
+                with torch.no_grad():
+                    x = x.clone()
+                    x[pick] = reconstruct(self.vae, x[pick])
         if self.aug:
             x, label = augment(x, label, generator)
         seg = F.cross_entropy(self.parser(x), label)
@@ -217,9 +234,12 @@ def run(
             log(
                 f"note: no training image has a known {n}: its accuracy will be nan (the data has no labels for it)"
             )
+    vae = load_vae(run_dir / "vae")[0] if (run_dir / "vae" / "manifest.json").is_file() else None
+    if vae is None and cfg.evaluator.reconstructed > 0:
+        log("note: the run has no VAE yet: the evaluator trains on real images only")
     torch.manual_seed(cfg.evaluator.train.seed)  # the initial weights are part of a reproducible run
     parser, classifier = ev.build(spec)
-    task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment)
+    task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment, vae, cfg.evaluator.reconstructed)
     partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
     val_items = [val[i] for i in range(len(val))]
     val_x = torch.stack([v["image"] for v in val_items])
@@ -244,8 +264,7 @@ def run(
     parser.eval(), classifier.eval()
     scores = score(parser, classifier, val_x, val_y, val.attrs, names)
     rec_scores = None
-    if (run_dir / "vae" / "manifest.json").is_file():
-        vae, _ = load_vae(run_dir / "vae")
+    if vae is not None:
         rec_x = torch.cat([reconstruct(vae, val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
         rec_scores = score(parser, classifier, rec_x, val_y, val.attrs, names)
 
