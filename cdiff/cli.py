@@ -459,6 +459,12 @@ def evaluate(
         int | None,
         typer.Option(help="FID on the first K images too (the paper: 50). \\[default: the preset's]"),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="composable: fixed weights per modality (diffuser.modalities order), e.g. 0.33,0.67."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: RUN/evaluation]")] = None,
     data: DataOpt = None,
     config: ConfigOpt = "demo",
@@ -485,6 +491,7 @@ def evaluate(
         batch_size=batch_size,
         inception=inception,
         fid_images=fid_images,
+        weights=_floats(weights, "--weights"),
     )
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
@@ -833,7 +840,7 @@ def import_official(
 @app.command("import-demo")
 @handle_errors
 def import_demo(run: RunOpt = None, force: ForceOpt = False) -> None:
-    """Put the demo models shipped inside the package (VAE, text, mask, diffusers) into a run."""
+    """Put the demo models shipped inside the package (VAE, text, mask, diffusers, evaluator) into a run."""
     from cdiff.stages import demo_weights as stage
 
     run_dir = run or default_run_dir("demo")

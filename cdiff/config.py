@@ -174,6 +174,9 @@ class DiffuserConfig:
     modalities: tuple[str, ...] = ("mask", "text")  # any number >= 2 of the trained experts
     unet: UNetConfig = field(default_factory=_diffuser_unet)
     expert_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the frozen experts' weights
+    # the experts' classifier-free guidance while the diffusers train: set it to sample.guidance so that the
+    # diffusers learn to weigh the predictions they will weigh when sampling (1 = unguided, the paper)
+    train_guidance: float = 1.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

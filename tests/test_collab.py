@@ -237,3 +237,31 @@ def test_loss_is_mse_to_the_true_noise():
     # zero-initialised diffusers: the collaborative loss equals the plain average's
     assert loss.item() == pytest.approx(logs["loss_average"], rel=1e-5)
     assert logs["w_mask"] == pytest.approx(0.5) and logs["w_text"] == pytest.approx(0.5)
+
+
+def test_training_against_guided_experts():
+    """diffuser.train_guidance: the diffusers weigh the guided predictions that sampling will combine."""
+    cfg, collab = tiny(**{"diffuser.train_guidance": 3.0})
+    raw = raw_for(("mask", "text"), 2)
+    nulls = {"mask": torch.zeros_like(raw["mask"][0]), "text": torch.zeros_like(raw["text"][0])}
+    task = train_diffuser.DiffuserTask(collab, cfg, scale=1.0, nulls=nulls)
+    g = torch.Generator().manual_seed(0)
+    batch = {"mean": torch.randn(2, 3, 8, 8, generator=g), "std": torch.zeros(2, 3, 8, 8)}
+    batch.update({f"cond_{m}": r for m, r in raw.items()})
+    with torch.no_grad():
+        logs = task(batch, torch.Generator().manual_seed(1))[1]
+        # by hand, with the same draws: the average of u + 3 (e - u) over the experts
+        gen = torch.Generator().manual_seed(1)
+        z0 = batch["mean"] + batch["std"] * torch.randn(batch["mean"].shape, generator=gen)
+        t = torch.randint(0, len(task.alpha_bar), (2,), generator=gen)
+        eps = torch.randn(z0.shape, generator=gen)
+        z_t = train_diffuser.q_sample(z0, t, eps, task.alpha_bar)
+        e = collab.expert_eps(z_t, t, collab.encode(raw))
+        u = collab.expert_eps(z_t, t, collab.encode({m: nulls[m].expand_as(raw[m]) for m in raw}))
+        guided = [ui + 3.0 * (ei - ui) for ei, ui in zip(e, u, strict=True)]
+        expected = torch.nn.functional.mse_loss(sum(guided) / 2, eps).item()
+        plain = torch.nn.functional.mse_loss(sum(e) / 2, eps).item()
+    assert logs["loss_average"] == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(plain)
+    with pytest.raises(Exception, match="null condition"):
+        train_diffuser.DiffuserTask(collab, cfg, scale=1.0)

@@ -1,8 +1,9 @@
 """The demo weights that ship inside the package: a complete, read-only run directory.
 
-``cdiff/weights/demo/`` holds the VAE, the text model (with its tokenizer), the mask model and
-the dynamic diffusers as fp16 safetensors (the models load them into fp32), each with the
-manifest of the training stage that made it, plus:
+``cdiff/weights/demo/`` holds the VAE, the text model (with its tokenizer), the mask model, the
+dynamic diffusers and the evaluator models of ``cdiff evaluate`` (face parser, attribute
+classifier) as fp16 safetensors (the models load them into fp32), each with the manifest of the
+training stage that made it, plus:
 
 - ``examples/``: validation (mask, caption) pairs that take the mask of one validation face and
   the caption of another (rare combinations included) and a few validation photos for ``edit``;

@@ -63,6 +63,9 @@ class EvaluateRequest:
     batch_size: int | None = None
     inception: Path | None = None
     fid_images: int | None = None
+    weights: list[float] | None = (
+        None  # composable's fixed weights (default equal), in diffuser.modalities order
+    )
 
 
 @dataclass
@@ -229,6 +232,7 @@ def run(
             solver=req.solver,
             batch_size=req.batch_size,
             reweight="released" if method == RELEASED else None,
+            weights=req.weights if method == "composable" else None,
         )
         result = gen.run(cfg, greq, run_dir, partial / method, force=True)
         notes += [x for x in result.notes if x not in notes]
@@ -287,6 +291,7 @@ def run(
         "fid_images": fid_n,
         "inception": str(inception_path) if inception_path else None,
         "reference_images": len(val_all),
+        "composable_weights": req.weights,
     }
     metrics = {
         "settings": settings,

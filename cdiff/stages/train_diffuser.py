@@ -39,7 +39,7 @@ from cdiff.models.vae import load_vae
 from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.conditions import raw_conditions
+from cdiff.stages.conditions import null_condition, raw_conditions
 from cdiff.training.loop import CKPT, Task, fit
 
 GRID_CONDITIONS = 8
@@ -64,9 +64,19 @@ class DiffuserTask(Task):
 
     trainable = ("diffusers",)
 
-    def __init__(self, collab: Collaboration, cfg: Config, scale: float, keep_expert_graphs: bool = False):
+    def __init__(
+        self,
+        collab: Collaboration,
+        cfg: Config,
+        scale: float,
+        keep_expert_graphs: bool = False,
+        nulls: dict[str, torch.Tensor] | None = None,
+    ):
         super().__init__()
         self.collab, self.diffusers, self.scale = collab, collab.diffusers, scale
+        self.guidance, self.nulls = cfg.diffuser.train_guidance, nulls or {}
+        if self.guidance != 1.0 and set(self.nulls) != set(collab.modalities):
+            raise InputError("diffuser.train_guidance needs the null condition of every modality")
         self.keep_expert_graphs = keep_expert_graphs
         if keep_expert_graphs:  # the naive version: experts not frozen, their activations kept
             collab.experts.requires_grad_(True)
@@ -85,6 +95,10 @@ class DiffuserTask(Task):
         with torch.set_grad_enabled(self.keep_expert_graphs):
             conds = self.collab.encode(raw)
             eps_m = self.collab.expert_eps(z_t, t, conds)
+            if self.guidance != 1.0:  # the guided predictions sampling will combine
+                null = {m: self.nulls[m].to(dev).expand_as(raw[m]) for m in raw}
+                u = self.collab.expert_eps(z_t, t, self.collab.encode(null))
+                eps_m = [ui + self.guidance * (ei - ui) for ei, ui in zip(eps_m, u, strict=True)]
         weights = influence_weights(self.collab.logits(z_t, t, conds))
         loss = F.mse_loss(combine(eps_m, weights), eps)
         with torch.no_grad():  # what the plain average would score: the diffusers' gain over it
@@ -173,7 +187,16 @@ def run(
     torch.manual_seed(cfg.diffuser.train.seed)  # the initial weights are part of a reproducible run
     diffusers, extra = build_diffusers(cfg, experts, vae_meta["latent_channels"], vae_meta["latent_size"])
     collab = Collaboration(experts, diffusers, modalities)
-    task = DiffuserTask(collab, cfg, vae_meta["scale_factor"])
+    nulls = None
+    if cfg.diffuser.train_guidance != 1.0:
+        plain = [m for m, e in experts.items() if e.cfg.cond_dropout <= 0]
+        if plain:
+            raise InputError(
+                f"diffuser.train_guidance needs experts trained with condition dropout; the {plain[0]} model was not"
+            )
+        tok = data.tokenizer() if "text" in modalities else None
+        nulls = {m: null_condition(m, cond[m][:1], tok, max_len[m])[0] for m in modalities}
+    task = DiffuserTask(collab, cfg, vae_meta["scale_factor"], nulls=nulls)
     partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
 
     # 2-3. train, with collaborative validation grids

@@ -51,6 +51,7 @@ class EvaluatorData(Dataset):
         records = data.records()
         self.attrs = torch.tensor([[attr_mod.targets(records[i], source)[n] for n in names] for i in ids])
         self.cache: dict[int, dict] | None = {} if data.resolution <= 128 else None
+        self.recon: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -63,9 +64,21 @@ class EvaluatorData(Dataset):
             "label": torch.from_numpy(self.data.label(self.ids[i]).astype(np.int64)),
             "attrs": self.attrs[i],
         }
+        if self.recon is not None:
+            item["recon"] = self.recon[i]
         if self.cache is not None:
             self.cache[i] = item
         return item
+
+    @torch.no_grad()
+    def precompute_reconstructions(self, vae, batch: int = 64) -> None:
+        """Keep the VAE's reconstruction of every image beside it (for datasets small enough to cache)."""
+        recon = []
+        for i in range(0, len(self), batch):
+            x = torch.stack([self[k]["image"] for k in range(i, min(i + batch, len(self)))])
+            recon.append(reconstruct(vae, x))
+        self.cache = {}  # items are rebuilt with their reconstruction
+        self.recon = torch.cat(recon)
 
 
 def augment(x: torch.Tensor, label: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,9 +129,11 @@ class EvaluatorTask(Task):
         self, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict]:
         x, label = batch["image"], batch["label"]
-        if self.vae is not None and self.reconstructed > 0:
+        if self.reconstructed > 0 and ("recon" in batch or self.vae is not None):
             pick = torch.rand(x.shape[0], generator=generator, device=x.device) < self.reconstructed
-            if pick.any():
+            if "recon" in batch:  # precomputed (small datasets)
+                x = torch.where(pick.view(-1, 1, 1, 1), batch["recon"], x)
+            elif pick.any():
                 with torch.no_grad():
                     x = x.clone()
                     x[pick] = reconstruct(self.vae, x[pick])
@@ -237,6 +252,9 @@ def run(
     vae = load_vae(run_dir / "vae")[0] if (run_dir / "vae" / "manifest.json").is_file() else None
     if vae is None and cfg.evaluator.reconstructed > 0:
         log("note: the run has no VAE yet: the evaluator trains on real images only")
+    if vae is not None and cfg.evaluator.reconstructed > 0 and train.cache is not None:
+        log(f"reconstructing the {len(train)} training images with the run's VAE")
+        train.precompute_reconstructions(vae)
     torch.manual_seed(cfg.evaluator.train.seed)  # the initial weights are part of a reproducible run
     parser, classifier = ev.build(spec)
     task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment, vae, cfg.evaluator.reconstructed)
