@@ -511,10 +511,12 @@ def evaluate(
         log=lambda m: err_console.print(m, highlight=False),
         progress=lambda m: err_console.print(f"generating: {m}", highlight=False),
     )
-    header, rows = stage.table_rows(report.metrics)
+    header, rows = stage.table_rows(report.metrics, short=True)
     table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation pairs → {report.out}")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(
+            h, justify="left" if i == 0 else "right", no_wrap=i == 0, min_width=0 if i == 0 else 5
+        )
     for r in rows:
         table.add_row(*r)
     out_console.print(table)

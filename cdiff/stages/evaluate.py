@@ -394,18 +394,25 @@ COLUMNS = (
     ("mask_accuracy", "mask acc. (full)"),
     ("text_accuracy", "text acc."),
 )
+SHORT = {"mask_accuracy_32": "mask 32", "mask_accuracy": "mask", "text_accuracy": "text"}
 
 
-def table_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (methods, then references) of the results table, as text."""
-    names = [k[: -len("_accuracy")] for k in next(iter(metrics["methods"].values())) if k.endswith("_accuracy")
-             and k not in {c for c, _ in COLUMNS}]  # fmt: skip
-    quality = [k for k in next(iter(metrics["methods"].values())) if k.startswith(("fd_", "fid_"))]
-    header = ["", *[t for _, t in COLUMNS], *names, *[_quality_title(q) for q in quality]]
+def table_rows(metrics: dict[str, Any], short: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (methods, then references) of the results table, as text (``short``: for terminals)."""
+    first = next(iter(metrics["methods"].values()))
+    main = {c for c, _ in COLUMNS}
+    names = [k[: -len("_accuracy")] for k in first if k.endswith("_accuracy") and k not in main]
+    quality = [k for k in first if k.startswith(("fd_", "fid_"))]
+    titles = [SHORT[c] if short else t for c, t in COLUMNS]
+    header = ["", *titles, *names, *[_quality_title(q, short) for q in quality]]
     rows = []
     for group in ("methods", "references"):
         for name, rec in metrics[group].items():
             label = name if group == "methods" else f"reference: {name}"
+            if short:
+                label = {RELEASED: "collab. released", REAL: "ref: real", RECONSTRUCTED: "ref: VAE rec."}.get(
+                    name, label
+                )
             rows.append(
                 [
                     label,
@@ -417,8 +424,10 @@ def table_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _quality_title(key: str) -> str:
-    return "FD (evaluator features)" if key == "fd_evaluator" else f"FID@{key[4:]}"
+def _quality_title(key: str, short: bool = False) -> str:
+    if key == "fd_evaluator":
+        return "FD (eval.)" if short else "FD (evaluator features)"
+    return f"FID@{key[4:]}"
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
