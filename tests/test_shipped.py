@@ -20,11 +20,16 @@ def test_shipped_weights_are_small_fp16_and_complete():
     folder = demo_weights.shipped_run()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dtype"] == "float16" and manifest["commit"]
-    total = sum((folder / p / "model.safetensors").stat().st_size for p in demo_weights.PARTS)
+    files = [folder / p / "model.safetensors" for p in demo_weights.PARTS]
+    files += [folder / demo_weights.EVALUATOR / name for name in demo_weights.EVALUATOR_FILES]
+    total = sum(f.stat().st_size for f in files)
     assert total <= 25 * 2**20 and abs(total / 2**20 - manifest["total_mib"]) < 0.01
     assert (folder / "text" / "tokenizer" / "tokenizer.json").is_file()
-    for part, stage in demo_weights.PARTS.items():
+    for part, stage in {**demo_weights.PARTS, demo_weights.EVALUATOR: "train-evaluator"}.items():
         assert json.loads((folder / part / "manifest.json").read_text())["stage"] == stage
+    # the evaluator ships with its validation accuracy: it must read real faces well
+    val = manifest["stages"]["evaluator"]["metrics"]["val"]
+    assert val["parser_accuracy"] > 0.95 and val["gender_accuracy"] > 0.9 and val["beard_accuracy"] > 0.9
 
 
 def test_shipped_weights_reproduce_their_reference_images(tmp_path):
