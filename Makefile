@@ -71,7 +71,7 @@ demo: $(STAMP)
 	echo "   $(DEMO_OUT)/demo/collaborative/visualize/index.html  (influence maps)"; \
 	echo "   $(DEMO_RUN)/edits/demo-{text,mask,both}/grid.png  (edits: photo, target, alpha sweep)"
 
-# Train the demo models from scratch on the demo preset (CPU). Finished stages are kept and an
+# Train the demo models (and the evaluator models of cdiff evaluate) from scratch on the demo preset (CPU). Finished stages are kept and an
 # interrupted stage resumes from its last checkpoint, so running it again continues where it stopped.
 # Ends by writing the package's shipped demo weights (cdiff/weights/demo) from this run.
 demo-train: $(STAMP)
