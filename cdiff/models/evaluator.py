@@ -10,15 +10,15 @@ each net resizes to its ``input_size`` and the parser returns logits at the inpu
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from cdiff.config import to_dict
 from cdiff.data.masks import NUM_CLASSES
 from cdiff.errors import InputError
 
@@ -136,7 +136,7 @@ def export(
         tmp = folder / f".{name}.tmp"
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         tmp.replace(folder / name)
-    (folder / CONFIG).write_text(json.dumps({"evaluator": _plain(asdict(spec)), **meta}, indent=2) + "\n")
+    (folder / CONFIG).write_text(json.dumps({"evaluator": to_dict(spec), **meta}, indent=2) + "\n")
 
 
 def load(
@@ -160,11 +160,3 @@ def load(
             f"cdiff train-evaluator --run {folder.parent} --force"
         ) from None
     return parser.to(device).eval(), classifier.to(device).eval(), spec, meta
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
