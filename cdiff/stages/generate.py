@@ -192,8 +192,9 @@ def load_models(
         plain = [m for m in modalities if metas[m]["unimodal"]["cond_dropout"] <= 0]
         if plain:
             raise InputError(
-                f"--guidance needs models trained with condition dropout (--set unimodal.cond_dropout=0.1); "
-                f"the {plain[0]} model was trained without it"
+                f"guidance {req.guidance:g} needs models trained with condition dropout, and the {plain[0]} model "
+                f"was trained without it (e.g. the released weights); pass --guidance 1, or the run's preset "
+                f"(--config {cfg.name if cfg.name != 'demo' else 'celeba256/celeba512'})"
             )
     # sample with the schedule the models were trained with
     cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, metas[modalities[0]]["diffusion"])
