@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cdiff.data.captions import canonical_key
+
 # attribute -> number of classes, per data source
 CLASSES: dict[str, dict[str, int]] = {
     "synthetic": {"gender": 2, "beard": 4, "age": 5},
@@ -57,16 +59,10 @@ def stated(record: dict[str, Any], source: str) -> dict[str, int]:
     """The targets the record's caption states (the others set to -1): what text accuracy checks."""
     out = targets(record, source)
     caption = record.get("caption") or ""
-    sentences = {_canonical(k): v for k, v in (record.get("attribute_captions") or {}).items()}
+    sentences = {canonical_key(k): v for k, v in (record.get("attribute_captions") or {}).items()}
     if caption_gender(caption) == -1:
         out["gender"] = -1
     for name, key in (("beard", "No_Beard"), ("age", "Young")):
         if sentences and not str(sentences.get(key) or "").strip():
             out[name] = -1  # the caption has no sentence about it
     return out
-
-
-def _canonical(key: str) -> str:
-    return {"beard": "No_Beard", "no_beard": "No_Beard", "young": "Young", "age": "Young"}.get(
-        key.lower(), key
-    )

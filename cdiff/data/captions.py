@@ -20,14 +20,15 @@ KEPT_KEYS = ("No_Beard", "Young")  # beard, then age: what the text modality des
 _ALIASES = {"beard": "No_Beard", "no_beard": "No_Beard", "young": "Young", "age": "Young"}
 
 
-def _canonical(key: str) -> str:
+def canonical_key(key: str) -> str:
+    """CelebA-Dialog attribute key from its common spellings (``beard`` → ``No_Beard``, ``age`` → ``Young``)."""
     k = key.strip()
     return _ALIASES.get(k.lower(), k)
 
 
 def trim_caption(attribute_captions: dict[str, Any]) -> str:
     """Beard sentence + age sentence, the text condition the paper trains on."""
-    canon = {_canonical(k): v for k, v in attribute_captions.items()}
+    canon = {canonical_key(k): v for k, v in attribute_captions.items()}
     parts = [str(canon.get(k) or "").strip() for k in KEPT_KEYS]
     return " ".join(p for p in parts if p)
 
@@ -74,7 +75,7 @@ def _parse_entry(value: Any, key: str, path: Path) -> dict[str, Any]:
         raise InputError(
             f"captions file {path}: entry {key!r} has no attribute_wise_captions; is it CelebA-Dialog's captions_hq.json?"
         )
-    attrs = {_canonical(k): ("" if v is None else str(v)) for k, v in attrs.items()}
+    attrs = {canonical_key(k): ("" if v is None else str(v)) for k, v in attrs.items()}
     return {"caption": trim_caption(attrs), "raw_caption": overall, "attribute_captions": attrs}
 
 
@@ -100,7 +101,7 @@ def read_attribute_table(path: str | Path, hq_mapping: str | Path | None = None)
     if not lines:
         raise InputError(f"attribute table {path} is empty")
     header = [h for h in lines[0] if not re.fullmatch(r"(?i)(file|image|name|img)[_ ]?(name|id)?", h)]
-    names = [_canonical(h) for h in header]
+    names = [canonical_key(h) for h in header]
     to_hq = _read_hq_mapping(hq_mapping) if hq_mapping else None
     table: dict[str, dict[str, int]] = {}
     for row in lines[1:]:

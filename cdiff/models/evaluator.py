@@ -21,6 +21,7 @@ from torch import nn
 from cdiff.config import to_dict
 from cdiff.data.masks import NUM_CLASSES
 from cdiff.errors import InputError
+from cdiff.metrics import attribute_hits, nearest_labels, pixel_accuracy, protocol_labels, text_accuracy
 
 PARSER, CLASSIFIER, CONFIG = "parser.safetensors", "classifier.safetensors", "config.json"
 
@@ -116,6 +117,43 @@ class AttributeClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.features(x)
         return {name: head(f) for name, head in self.heads.items()}
+
+
+@torch.no_grad()
+def judge(
+    parser: FaceParser,
+    classifier: AttributeClassifier,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    batch: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Score images ``x`` (in [-1, 1]) against label maps and attribute targets (``-1``: unknown), per image.
+
+    Returns ``mask_accuracy`` (full size), ``mask_accuracy_32`` (the 32x32 protocol), ``<attribute>_hit``
+    (1, 0 or nan), ``text_accuracy``, the classifier's ``features`` and the ``parsed`` label maps.
+    """
+    names = list(classifier.heads)
+    full, small, parsed, feats = [], [], [], []
+    for i in range(0, len(x), batch):
+        xb, lb = x[i : i + batch], labels[i : i + batch].long()
+        probs = parser(xb).softmax(1)
+        pred = probs.argmax(1)
+        parsed.append(pred.byte())
+        full.append(pixel_accuracy(pred, lb))
+        small.append(pixel_accuracy(protocol_labels(probs), nearest_labels(lb)))
+        feats.append(classifier.features(xb))
+    features = torch.cat(feats)
+    logits = {n: head(features) for n, head in classifier.heads.items()}
+    hits = attribute_hits(logits, {n: targets[:, k] for k, n in enumerate(names)})
+    return {
+        "mask_accuracy": torch.cat(full),
+        "mask_accuracy_32": torch.cat(small),
+        **{f"{n}_hit": h for n, h in hits.items()},
+        "text_accuracy": text_accuracy(hits),
+        "features": features,
+        "parsed": torch.cat(parsed),
+    }
 
 
 def build(spec: EvaluatorSpec) -> tuple[FaceParser, AttributeClassifier]:

@@ -207,50 +207,34 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
         "dtype": "float16",
         "from_run": str(run_dir),
     }
-    for part, stage in PARTS.items():
+    shipped = {part: (stage, (WEIGHTS,)) for part, stage in PARTS.items()}
+    shipped[EVALUATOR] = ("train-evaluator", EVALUATOR_FILES)
+    for part, (stage, files) in shipped.items():
         src = run_dir / part
         require_stage(src, stage, f"make demo-train (the {part} stage)")
         (staging / part).mkdir()
-        _fp16_copy(src / WEIGHTS, staging / part / WEIGHTS)
-        sha[part] = sha256_file(staging / part / WEIGHTS)
+        manifest = read_manifest(src)
+        for name in files:
+            _fp16_copy(src / name, staging / part / name)
+            digest = sha256_file(staging / part / name)
+            manifest["outputs"][name] = {
+                "sha256": digest,
+                "trained_sha256": manifest["outputs"][name]["sha256"],
+            }
+            sizes[part if len(files) == 1 else f"{part}/{name}"] = (staging / part / name).stat().st_size
+            sha[part] = digest
         shutil.copy2(src / CONFIG, staging / part / CONFIG)
         if (src / "tokenizer").is_dir():
             shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
-        manifest = read_manifest(src)
-        manifest["outputs"][WEIGHTS] = {
-            "sha256": sha[part],
-            "trained_sha256": manifest["outputs"][WEIGHTS]["sha256"],
-        }
         manifest["shipped"] = origin
         atomic_write_json(staging / part / "manifest.json", manifest)
-        sizes[part] = (staging / part / WEIGHTS).stat().st_size
-        section = {"vae": "vae", "text": "unimodal", "mask": "unimodal", "diffuser": "diffuser"}[part]
+        section = {"text": "unimodal", "mask": "unimodal"}.get(part, part)
         stages[part] = {
             "wall_time_s": manifest.get("wall_time_s"),
             "metrics": manifest.get("metrics", {}),
             "parameters": manifest.get("parameters", {}),
             "seed": manifest["config"][section]["train"]["seed"],
         }
-    src = run_dir / EVALUATOR
-    require_stage(src, "train-evaluator", f"cdiff train-evaluator --run {run_dir}")
-    (staging / EVALUATOR).mkdir()
-    manifest = read_manifest(src)
-    for name in EVALUATOR_FILES:
-        _fp16_copy(src / name, staging / EVALUATOR / name)
-        manifest["outputs"][name] = {
-            "sha256": sha256_file(staging / EVALUATOR / name),
-            "trained_sha256": manifest["outputs"][name]["sha256"],
-        }
-        sizes[f"{EVALUATOR}/{name}"] = (staging / EVALUATOR / name).stat().st_size
-    shutil.copy2(src / CONFIG, staging / EVALUATOR / CONFIG)
-    manifest["shipped"] = origin
-    atomic_write_json(staging / EVALUATOR / "manifest.json", manifest)
-    stages[EVALUATOR] = {
-        "wall_time_s": manifest.get("wall_time_s"),
-        "metrics": manifest.get("metrics", {}),
-        "parameters": manifest.get("parameters", {}),
-        "seed": manifest["config"]["evaluator"]["train"]["seed"],
-    }
     # the diffusers name the experts they were trained with: now the shipped (fp16) files
     record = json.loads((staging / "diffuser" / CONFIG).read_text())
     record["experts"] = {m: sha[m] for m in record["experts"]}

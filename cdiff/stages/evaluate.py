@@ -31,14 +31,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cdiff import config as cfg_mod
 from cdiff import metrics as M
 from cdiff.config import Config
 from cdiff.data import attributes as attr_mod
-from cdiff.data.datasets import to_tensor
+from cdiff.data.datasets import to_tensor, to_uint8
 from cdiff.data.masks import colorize, resize_label
-from cdiff.data.prepared import PreparedDataset
+from cdiff.data.prepared import PreparedDataset, resize_image
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
 from cdiff.models import evaluator as ev
@@ -98,40 +99,25 @@ class Scorer:
             )
         self.names = list(self.spec.attributes)
 
-    @torch.no_grad()
     def __call__(
-        self, images: list[np.ndarray], labels: torch.Tensor, targets: torch.Tensor, batch: int = 64
+        self, images: list[np.ndarray], labels: torch.Tensor, targets: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Per image: mask accuracy (full, 32), hits per attribute, text accuracy; features; parsed maps."""
         size = images[0].shape[0]
         if labels.shape[-1] != size:
             labels = torch.from_numpy(np.stack([resize_label(lb.numpy(), size) for lb in labels]))
-        full, small, parsed, feats = [], [], [], []
-        logits: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
-        for i in range(0, len(images), batch):
-            x = torch.stack([to_tensor(im) for im in images[i : i + batch]])
-            probs = self.parser(x).softmax(1)
-            pred = probs.argmax(1)
-            parsed.append(pred.byte())
-            full.append(M.pixel_accuracy(pred, labels[i : i + batch].long()))
-            small.append(
-                M.pixel_accuracy(M.protocol_labels(probs), M.nearest_labels(labels[i : i + batch].long()))
-            )
-            f = self.classifier.features(x)
-            feats.append(f)
-            for n, head in self.classifier.heads.items():
-                logits[n].append(head(f))
-        hits = M.attribute_hits(
-            {n: torch.cat(v) for n, v in logits.items()}, {n: targets[:, k] for k, n in enumerate(self.names)}
+        return ev.judge(self.parser, self.classifier, _tensors(images), labels, targets)
+
+    @torch.no_grad()
+    def features(self, images: list[np.ndarray], batch: int = 64) -> torch.Tensor:
+        """The classifier's pooled features alone (the Fréchet distance's reference sets)."""
+        return torch.cat(
+            [self.classifier.features(_tensors(images[i : i + batch])) for i in range(0, len(images), batch)]
         )
-        return {
-            "mask_accuracy": torch.cat(full),
-            "mask_accuracy_32": torch.cat(small),
-            **{f"{n}_hit": h for n, h in hits.items()},
-            "text_accuracy": M.text_accuracy(hits),
-            "features": torch.cat(feats),
-            "parsed": torch.cat(parsed),
-        }
+
+
+def _tensors(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.stack([to_tensor(im) for im in images])
 
 
 def summarise(scores: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
@@ -198,8 +184,7 @@ def run(
     )
     val_all = data.split("val")
     reference_images = [data.image(i) for i in val_all]
-    ref_feats = scorer([*reference_images], torch.from_numpy(np.stack([data.label(i) for i in val_all])),
-                       torch.full((len(val_all), len(scorer.names)), -1))["features"]  # fmt: skip
+    ref_feats = scorer.features(reference_images)
     ref_incep = M.inception_features(inception, reference_images) if inception is not None else None
 
     def quality(images: list[np.ndarray], feats: torch.Tensor) -> dict[str, float]:
@@ -253,6 +238,7 @@ def run(
     vae, _ = load_vae(run_dir / "vae")
     references: dict[str, dict[str, float]] = {}
     train_ids = data.split("train")[:n]
+    train_real = [data.image(i) for i in train_ids]
     for name, transform in ((REAL, None), (RECONSTRUCTED, vae)):
 
         def prep(ims: list[np.ndarray], tr=transform) -> list[np.ndarray]:
@@ -260,14 +246,13 @@ def run(
 
         mask_side = scorer(prep(real_masks), labels, targets)
         text_side = scorer(prep(real_texts), labels, targets)
-        train_imgs = prep([data.image(i) for i in train_ids])
-        train_scores = scorer(train_imgs, labels[: len(train_imgs)], targets[: len(train_imgs)])
+        train_imgs = prep(train_real)
         references[name] = {
             "mask_accuracy": M.nanmean(mask_side["mask_accuracy"]),
             "mask_accuracy_32": M.nanmean(mask_side["mask_accuracy_32"]),
             "text_accuracy": M.nanmean(text_side["text_accuracy"]),
             **{f"{a}_accuracy": M.nanmean(text_side[f"{a}_hit"]) for a in scorer.names},
-            **quality(train_imgs, train_scores["features"]),
+            **quality(train_imgs, scorer.features(train_imgs)),
         }
     notes.append(
         f"reference rows: mask accuracy on the real face each mask came from, text accuracy on the real face each "
@@ -341,13 +326,12 @@ def _num(x: torch.Tensor) -> float | None:
 
 
 @torch.no_grad()
-def _reconstruct(vae, images: list[np.ndarray]) -> list[np.ndarray]:
-    out = []
-    for i in range(0, len(images), 64):
-        x = torch.stack([to_tensor(im) for im in images[i : i + 64]])
-        rec = reconstruct(vae, x)
-        out += [((r.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() for r in rec]
-    return out
+def _reconstruct(vae, images: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
+    return [
+        to_uint8(r)
+        for i in range(0, len(images), batch)
+        for r in reconstruct(vae, _tensors(images[i : i + batch]))
+    ]
 
 
 def _write_samples(
@@ -382,11 +366,7 @@ def _write_samples(
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size:
-        return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+    return image if image.shape[0] == size else np.asarray(resize_image(Image.fromarray(image), size))
 
 
 COLUMNS = (

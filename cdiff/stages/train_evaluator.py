@@ -26,11 +26,11 @@ from torch.utils.data import Dataset
 from cdiff import config as cfg_mod
 from cdiff.config import Config
 from cdiff.data import attributes as attr_mod
-from cdiff.data.datasets import to_tensor
+from cdiff.data.datasets import to_tensor, to_uint8
 from cdiff.data.masks import CLASS_ID, NUM_CLASSES, colorize
 from cdiff.data.prepared import PreparedDataset
 from cdiff.imageio import grid, save_png
-from cdiff.metrics import mean_iou, nearest_labels, pixel_accuracy, protocol_labels
+from cdiff.metrics import mean_iou, nanmean
 from cdiff.models import evaluator as ev
 from cdiff.models.vae import load_vae, reconstruct
 from cdiff.rundir import begin_stage, finish_stage, make_manifest, sha256_file
@@ -153,7 +153,6 @@ class EvaluatorTask(Task):
         return loss, logs
 
 
-@torch.no_grad()
 def score(
     parser: ev.FaceParser,
     classifier: ev.AttributeClassifier,
@@ -161,30 +160,15 @@ def score(
     labels: torch.Tensor,
     attrs: torch.Tensor,
     names: list[str],
-    batch: int = 64,
 ) -> dict[str, float]:
     """Parser pixel accuracy (full size and the 32x32 protocol), mean IoU and per-attribute accuracy."""
-    preds, small, hits = [], [], {n: [] for n in names}
-    for i in range(0, len(images), batch):
-        x = images[i : i + batch]
-        probs = parser(x).softmax(1)
-        preds.append(probs.argmax(1))
-        small.append(protocol_labels(probs))
-        logits = classifier(x)
-        for k, n in enumerate(names):
-            t = attrs[i : i + batch, k]
-            keep = t >= 0
-            hits[n].append((logits[n].argmax(1) == t)[keep].float())
-    pred = torch.cat(preds)
+    s = ev.judge(parser, classifier, images, labels, attrs)
     out = {
-        "parser_accuracy": float(pixel_accuracy(pred, labels).mean()),
-        "parser_accuracy_32": float(pixel_accuracy(torch.cat(small), nearest_labels(labels)).mean()),
-        "parser_miou": mean_iou(pred, labels, NUM_CLASSES),
+        "parser_accuracy": nanmean(s["mask_accuracy"]),
+        "parser_accuracy_32": nanmean(s["mask_accuracy_32"]),
+        "parser_miou": mean_iou(s["parsed"].long(), labels.long(), NUM_CLASSES),
     }
-    for n in names:
-        h = torch.cat(hits[n])
-        out[f"{n}_accuracy"] = float(h.mean()) if h.numel() else float("nan")
-    return out
+    return out | {f"{n}_accuracy": nanmean(s[f"{n}_hit"]) for n in names}
 
 
 @dataclass
@@ -321,7 +305,7 @@ def save_parse_grid(path: Path, parser: ev.FaceParser, x: torch.Tensor, y: torch
     tiles = []
     for im, t, p in zip(x, y, pred, strict=True):
         tiles += [
-            (im.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()),
+            to_uint8(im),
             colorize(t.numpy().astype(np.uint8)),
             colorize(p.numpy().astype(np.uint8)),
         ]
