@@ -1,0 +1,192 @@
+"""The ``cdiff`` Typer app and what its commands share: consoles, options, helpers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cdiff import __version__
+from cdiff import config as cfg_mod
+from cdiff.errors import InputError
+from cdiff.rundir import default_run_dir
+
+app = typer.Typer(
+    name="cdiff",
+    help="Collaborative Diffusion for multi-modal face generation and editing.\n\n"
+    "Pipeline: prepare → train-vae → train-unimodal → train-diffuser → generate / edit / visualize. "
+    "Every stage writes into one run directory (--run, default runs/<preset>).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+# ---- options every stage shares -------------------------------------------------------------
+ConfigOpt = Annotated[
+    str, typer.Option("--config", "-c", help="Preset (demo, celeba256, celeba512) or a YAML file.")
+]
+RunOpt = Annotated[
+    Path | None,
+    typer.Option("--run", help="Run directory. \\[default: runs/<preset>, or $CDIFF_RUNS_DIR/<preset>]"),
+]
+ModelRunOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--run",
+        help="Run directory with the models. \\[default: the demo models shipped in the package (demo preset), "
+        "else runs/<preset>]",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value, e.g. --set data.num=500 (repeatable)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the resolved config and plan, write nothing.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace finished work (never done without it).")]
+
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Prepared dataset folder. \\[default: RUN/data]")
+]
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`InputError` into a one-line message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def resolve(preset: str, shortcuts: dict[str, Any], sets: list[str] | None) -> cfg_mod.Config:
+    """Preset, then command-line shortcuts (those given), then ``--set`` overrides."""
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in shortcuts.items() if v is not None}
+    _name, raw = cfg_mod.read_preset(preset)
+    raw = cfg_mod.apply_overrides(raw, given)
+    raw = cfg_mod.apply_overrides(raw, list(sets or []))
+    return cfg_mod.build(cfg_mod.Config, raw)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Collaborative Diffusion for multi-modal face generation and editing."""
+
+
+class Modality(StrEnum):
+    text = "text"
+    mask = "mask"
+
+
+class Solver(StrEnum):
+    ddim = "ddim"
+    dpm = "dpm"
+
+
+def _print_table(
+    title: str, rows: list[tuple[str, str]], header: tuple[str, str] = ("what", "value")
+) -> None:
+    """A two-column rich summary table on stdout."""
+    table = Table(title=title)
+    table.add_column(header[0])
+    table.add_column(header[1], justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    out_console.print(table)
+
+
+def _training_summary(title: str, report: Any, losses: list[tuple[str, str]]) -> None:
+    """The summary table of a diffusion training stage: parameters, steps, losses, speed, time."""
+    _print_table(
+        title,
+        [
+            *[(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()],
+            ("steps", f"{report.steps}"),
+            *losses,
+            ("samples/s", f"{report.samples_per_s:.1f}"),
+            ("wall time", f"{report.wall_time_s:.1f} s"),
+        ],
+    )
+
+
+def _print_parameters(counts: dict[str, int]) -> None:
+    _print_table("parameters", [(name, f"{n:,}") for name, n in counts.items()], ("model", "parameters"))
+
+
+def _model_run(run: Path | None, config: str) -> tuple[Path, Path | None]:
+    """(run directory with the models, root for numbered outputs or None for the run's own folder).
+
+    Without --run, the demo preset uses the demo models shipped inside the package and writes
+    to ./outputs; other presets use runs/<preset>.
+    """
+    if run is not None:
+        return run, None
+    if Path(config).stem == "demo":
+        from cdiff.stages.demo_weights import shipped_run
+
+        return shipped_run(), Path("outputs")
+    return default_run_dir(config), None
+
+
+def _floats(value: str | None, option: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise InputError(f"{option} expects comma-separated numbers, e.g. 0.5,0.5; got '{value}'") from None
+
+
+class _progress:
+    """A rich progress bar on stderr, exposed as an ``update(done, total)`` callback."""
+
+    def __init__(self, label: str):
+        self.bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.task = self.bar.add_task(label, total=None)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.bar.start()
+        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+
+def main() -> None:
+    app()

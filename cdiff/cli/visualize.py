@@ -1,0 +1,49 @@
+"""``cdiff visualize`` and ``cdiff report``: pages from a generation or a whole run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdiff.cli.common import ForceOpt, _progress, app, handle_errors, out_console
+
+
+@app.command()
+@handle_errors
+def visualize(
+    generation: Annotated[
+        Path, typer.Argument(help="A folder written by `cdiff generate --save-intermediates`.")
+    ],
+    image: Annotated[
+        list[str] | None, typer.Option("--image", help="Only this image (file name or stem; repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: GENERATION/visualize]")] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory with the VAE. \\[default: the generation's]")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Influence maps over the steps, decoded x_t and x_0, the mask over the result, a GIF and an HTML page."""
+    from cdiff.stages import visualize as stage
+
+    with _progress("visualising") as update:
+        report = stage.run(generation, out, images=image, run_dir=run, force=force, progress=update)
+    out_console.print(
+        f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Option("--run", help="The run directory to report on.")] = Path("runs/demo"),
+    force: ForceOpt = False,
+) -> None:
+    """One page for a run: RUN/report.html with its models, the evaluation table, samples, influence maps and edits."""
+    from cdiff.stages import report as stage
+
+    result = stage.run(run, force=force)
+    out_console.print(f"wrote {result.path} ({', '.join(result.sections)})", highlight=False)
