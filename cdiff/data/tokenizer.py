@@ -111,3 +111,43 @@ def encode(tokenizer, captions: list[str], max_length: int):
         captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
     )
     return out["input_ids"]
+
+
+def caption_notes(tokenizer, captions: list[str], max_length: int) -> list[str]:
+    """One-line warnings about captions the text model will not read as written.
+
+    A caption word (after the tokenizer's own normalisation and pre-tokenisation) is known when
+    it is a single vocabulary token; punctuation always is. Unknown words are split into pieces
+    the model never saw together, so each such caption gets one note naming them with up to
+    eight known words closest in spelling. A caption longer than ``max_length`` tokens
+    (``[CLS]``/``[SEP]`` included) gets a note that it was truncated. Duplicates are dropped;
+    the order follows ``captions``. Works for the caption WordPiece and BERT fast tokenizers.
+    """
+    import difflib
+
+    backend = tokenizer.backend_tokenizer
+    vocab = tokenizer.get_vocab()
+    words = sorted(w for w in vocab if len(w) > 1 and w.isalpha() and w.isascii())
+    notes: list[str] = []
+    for caption in captions:
+        text = backend.normalizer.normalize_str(caption) if backend.normalizer else caption
+        pre = backend.pre_tokenizer
+        pieces = [w for w, _ in pre.pre_tokenize_str(text)] if pre else text.split()
+        unknown = [w for w in pieces if w not in vocab and any(c.isalnum() for c in w)]
+        if unknown:
+            hints = [
+                f"{w} (it knows e.g. {', '.join(close)})" if close else f"{w} (no known word is close)"
+                for w in dict.fromkeys(unknown)
+                for close in [difflib.get_close_matches(w, words, n=8, cutoff=0.6)]
+            ]
+            notes.append(
+                f'caption "{caption}" has words the text model never saw as whole words: {"; ".join(hints)}'
+            )
+        n = len(tokenizer(caption, truncation=False, verbose=False)["input_ids"])
+        if n > max_length:
+            short = caption if len(caption) <= 60 else caption[:57] + "..."
+            notes.append(
+                f'caption "{short}" is {n} tokens long with [CLS]/[SEP]; it was truncated to '
+                f"{max_length} tokens, so the last {n - max_length} were dropped"
+            )
+    return list(dict.fromkeys(notes))
