@@ -69,7 +69,7 @@ def build_collab(cfg, experts, latent: int, heads: int | None):
 
 @torch.no_grad()
 def timing(scale: str, batches: list[int], heads_list: list[int | None], every_list: list[int], repeats: int):
-    from cdiff.stages.sampling_common import CollabPredictor
+    from cdiff.diffusion.predictors import CollabPredictor
 
     rows = []
     cfg, experts, latent, vocab = build_experts(scale)
@@ -147,7 +147,6 @@ def quality(run: str, n: int, save: str | None):
     from cdiff.imageio import grid, save_png
     from cdiff.stages import generate as gen
 
-    cfg = C.load_config("demo")
     run_dir = Path(run)
     settings = [
         ("DDIM 50, exact (the release's computation)", dict(solver="ddim", steps=50)),
@@ -163,7 +162,10 @@ def quality(run: str, n: int, save: str | None):
     results, pictures = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (name, opts) in enumerate(settings):
-            req = gen.GenerateRequest(method="collaborative", num=1, val_conditions=n, batch_size=16, **opts)
+            req = gen.GenerateRequest(method="collaborative", num=1, val_conditions=n)
+            cfg = C.load_config(
+                "demo", {"sample.batch_size": 16, **{f"sample.{k}": v for k, v in opts.items()}}
+            )
             res = gen.run(cfg, req, run_dir, Path(tmp) / str(k))
             results[name] = (res.images, len(res.images) / res.wall_time_s)
             pictures += res.images

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -225,14 +226,45 @@ class EvaluateConfig:
 
 @dataclass
 class SampleConfig:
-    """Sampling defaults (the release: DDIM, 50 steps, eta 1.0, no guidance; its re-weighting is an option)."""
+    """Sampling settings (the release: DDIM, 50 steps, eta 1.0, no guidance; its re-weighting is an option).
 
-    steps: int = 50
-    eta: float = 1.0
-    guidance: float = 1.0
-    batch_size: int = 8
+    The one place the sampling options are declared: ``generate``, ``edit``, ``evaluate`` and the
+    Python API all map their options straight onto these keys, and :func:`check_sample` validates them.
+    """
+
+    steps: int = 50  # 1 .. T-1 for DDIM (its timesteps are offset by one), 1 .. T for DPM-Solver++
+    eta: float = 1.0  # DDIM's noise (0: deterministic); DPM-Solver++ ignores it
+    guidance: float = 1.0  # classifier-free guidance scale; 1 = none
+    batch_size: int = 8  # images per forward pass (results do not depend on it)
+    solver: Literal["ddim", "dpm"] = "ddim"  # DDIM (the release) or DPM-Solver++ (2M)
     reweight: Literal["none", "released"] = "none"  # the release's inference-only mask/text schedule
     influence_every: int = 1  # run the dynamic diffusers every k steps, reusing their maps between
+    weights: tuple[float, ...] | None = None  # composable: fixed weights per modality (None: equal)
+
+
+def check_sample(s: SampleConfig, timesteps: int) -> list[str]:
+    """Validate the sampling settings against a schedule of ``timesteps`` steps; return notes.
+
+    Raises :class:`InputError` (one line, naming the option) for anything out of range.
+    """
+    top = timesteps - 1 if s.solver == "ddim" else timesteps
+    if not 1 <= s.steps <= top:
+        raise InputError(
+            f"--steps must be between 1 and {top} for the {s.solver} solver (T = {timesteps}), got {s.steps}"
+        )
+    if not math.isfinite(s.eta) or s.eta < 0:
+        raise InputError(f"--eta must be a finite number >= 0 (0: deterministic DDIM), got {s.eta}")
+    if not math.isfinite(s.guidance):
+        raise InputError(f"--guidance must be a finite number (1: no guidance), got {s.guidance}")
+    if s.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {s.batch_size}")
+    if s.influence_every < 1:
+        raise InputError(f"--influence-every must be at least 1, got {s.influence_every}")
+    if s.weights is not None and not all(math.isfinite(w) for w in s.weights):
+        raise InputError(f"--weights must be finite numbers, got {', '.join(map(str, s.weights))}")
+    if s.solver == "dpm" and s.eta != SampleConfig.eta and s.eta != 0:
+        return [f"DPM-Solver++ is deterministic: eta {s.eta:g} is ignored (it applies to --solver ddim)"]
+    return []
 
 
 @dataclass
@@ -398,11 +430,19 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
 
 
-def load_config(preset: str = "demo", overrides: dict[str, Any] | list[str] | None = None) -> Config:
-    """Resolve a preset (name or path) plus overrides into a checked :class:`Config`."""
+def load_config(
+    preset: str = "demo",
+    overrides: dict[str, Any] | list[str] | None = None,
+    sets: list[str] | None = None,
+) -> Config:
+    """Resolve a preset (name or path), then ``overrides`` (``{"a.b": v}`` or ``["a.b=v"]``), then
+    ``sets`` (``["a.b=v"]``, the CLI's ``--set``) into a checked :class:`Config`."""
     _name, raw = read_preset(preset)
     raw = apply_overrides(raw, overrides or {})
-    return build(Config, raw)
+    raw = apply_overrides(raw, list(sets or []))
+    cfg = build(Config, raw)
+    check_sample(cfg.sample, cfg.diffusion.timesteps)
+    return cfg
 
 
 def _plain(obj: Any) -> Any:

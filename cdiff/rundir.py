@@ -155,13 +155,8 @@ def partial_dir(final: Path) -> Path:
     return final.with_name(final.name + ".partial")
 
 
-def begin_stage(final: str | Path, config_yaml: str, force: bool) -> tuple[Path, bool]:
-    """Prepare ``<final>.partial/`` for a stage; return ``(partial, resumed)``.
-
-    Refuses to touch finished work without ``force``. An interrupted run with the same
-    resolved config is resumed; one with a different config needs ``force``.
-    """
-    final = Path(final)
+def _refuse_existing(final: Path, force: bool) -> None:
+    """Without ``force``, fail if ``final`` exists (finished work or foreign files)."""
     if final.exists() and not force:
         what = (
             "finished work" if (final / MANIFEST).is_file() else "files that are not a finished cdiff stage"
@@ -169,6 +164,49 @@ def begin_stage(final: str | Path, config_yaml: str, force: bool) -> tuple[Path,
         raise InputError(
             f"{final} already holds {what}; pass --force to replace it, or choose another --run/--out"
         )
+
+
+def check_writable(path: str | Path, *, folder: bool = True) -> None:
+    """Fail unless ``path`` (a folder, or a file with ``folder=False``) can be written.
+
+    ``path`` must not exist as the other kind, and the first existing folder above it must be
+    writable (the output and its ``.partial`` sibling are created there).
+    """
+    path = Path(path)
+    fix = "choose another --run/--out"
+    if folder and path.is_file():
+        raise InputError(f"cannot write {path}: it is a file, not a folder; {fix}")
+    if not folder and path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder, not a file; {fix}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a folder; {fix}")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {path}: {parent} is not writable; {fix}")
+
+
+def check_output(final: str | Path, force: bool) -> None:
+    """The quick checks a stage makes before any set-up: can it write ``final``, may it replace it.
+
+    Fails (one line, naming the fix) when ``final`` cannot be written (see :func:`check_writable`)
+    or, without ``force``, already holds finished work or other files, as :func:`begin_stage`
+    would after the set-up. An interrupted ``.partial`` run is left to :func:`begin_stage`.
+    """
+    final = Path(final)
+    check_writable(final)
+    _refuse_existing(final, force)
+
+
+def begin_stage(final: str | Path, config_yaml: str, force: bool) -> tuple[Path, bool]:
+    """Prepare ``<final>.partial/`` for a stage; return ``(partial, resumed)``.
+
+    Refuses to touch finished work without ``force``. An interrupted run with the same
+    resolved config is resumed; one with a different config needs ``force``.
+    """
+    final = Path(final)
+    _refuse_existing(final, force)
     partial = partial_dir(final)
     resumed = False
     if partial.exists():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cdiff import config as C
+from cdiff.diffusion.predictors import CollabPredictor
 from cdiff.models.collab import (
     Collaboration,
     DiffuserSet,
@@ -18,7 +19,6 @@ from cdiff.models.collab import (
     released_reweight,
 )
 from cdiff.models.unimodal import UnimodalModel
-from cdiff.stages import sampling_common as sc
 from cdiff.stages import train_diffuser
 from cdiff.training.loop import fit
 
@@ -169,14 +169,14 @@ def test_influence_every_reuses_maps_within_a_batch():
     with torch.no_grad():  # make the diffusers non-trivial
         for net in collab.diffusers.nets.values():
             torch.nn.init.normal_(net.unet.conv_out.weight, std=0.5)
-    pred = sc.CollabPredictor(collab, influence_every=2)
+    pred = CollabPredictor(collab, influence_every=2)
     enc = pred.encode(raw_for(("mask", "text")))
     x = [torch.randn(2, 3, 8, 8) for _ in range(3)]
     t = [torch.tensor([900, 900]), torch.tensor([500, 500]), torch.tensor([100, 100])]
     with torch.no_grad():
         w = [pred(x[i], t[i], enc)[1]["weights"] for i in range(3)]
     assert torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
-    pred_all = sc.CollabPredictor(collab, influence_every=1)
+    pred_all = CollabPredictor(collab, influence_every=1)
     enc = pred_all.encode(raw_for(("mask", "text")))
     with torch.no_grad():
         assert not torch.equal(
@@ -186,7 +186,7 @@ def test_influence_every_reuses_maps_within_a_batch():
 
 def test_composable_weights_are_fixed():
     cfg, collab = tiny()
-    pred = sc.CollabPredictor(collab, "composable", [0.25, 0.75])
+    pred = CollabPredictor(collab, "composable", [0.25, 0.75])
     enc = pred.encode(raw_for(("mask", "text")))
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([400, 20])
     with torch.no_grad():

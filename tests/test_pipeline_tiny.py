@@ -761,3 +761,114 @@ def test_evaluate_needs_the_evaluator(run_dir, tmp_path):
     assert r.exit_code == 2 and "cdiff train-evaluator" in r.output
     r = runner.invoke(app, ["report", "--run", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+# ---- a third modality, registered from the test suite alone ---------------------------------
+
+
+def _register_colour():
+    """A toy modality: the face's mean colour (3 numbers), one token. No package file knows it."""
+    import torch
+    from torch import nn
+
+    from cdiff import modalities
+    from cdiff.errors import InputError
+
+    class ColourEncoder(nn.Linear, modalities.ConditionEncoder):
+        def encode(self, raw):
+            return {"tokens": self(raw.to(self.weight.dtype))[:, None, :]}  # (B, 1, C)
+
+    class Colour(modalities.Modality):
+        name = "colour"
+        describes = "a colour R,G,B in 0..1"
+
+        def build_encoder(self, cfg, latent_size, vocab_size=None):
+            return ColourEncoder(3, cfg.unet.cross_attention_dim)
+
+        def from_dataset(self, data, ids, ctx):
+            return torch.tensor(
+                np.stack([data.image(i).mean(axis=(0, 1)) / 255 for i in ids]), dtype=torch.float32
+            )
+
+        def dataset_value(self, data, sample_id):
+            return ",".join(f"{v:.3f}" for v in data.image(sample_id).mean(axis=(0, 1)) / 255)
+
+        def read(self, values, ctx, notes):
+            try:
+                return torch.tensor([[float(x) for x in str(v).split(",")] for v in values])
+            except ValueError:
+                raise InputError(f"a colour is R,G,B, got {values}") from None
+
+        def null(self, like, ctx):
+            return torch.zeros_like(like[0])
+
+    return modalities.register(Colour())
+
+
+def test_a_third_modality_trains_and_collaborates_three_ways(run_dir, tmp_path):
+    import shutil
+
+    from cdiff import modalities
+
+    run = tmp_path / "run3"
+    shutil.copytree(run_dir, run)
+    _register_colour()
+    try:
+        r = cli("train-unimodal", "--modality", "colour", "--run", run, "--steps", 3)
+        assert r.exit_code == 0, r.output
+        r = cli(
+            "train-diffuser",
+            "--run",
+            run,
+            "--steps",
+            2,
+            "--force",
+            "--set",
+            "diffuser.modalities=[mask,text,colour]",
+        )
+        assert r.exit_code == 0, r.output
+        m = _mask_file(tmp_path, size=32)
+        out = tmp_path / "three"
+        args = ["--text", "a", "--mask", m, "--cond", "colour=0.8,0.5,0.4", "--num", 2, "--steps", 3]
+        r = cli("generate", "--run", run, *args, "--out", out, "--save-intermediates")
+        assert r.exit_code == 0, r.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["settings"]["modalities"] == ["mask", "text", "colour"]
+        assert manifest["outputs"]["images"][0]["conditions"]["colour"] == "0.8,0.5,0.4"
+        from safetensors.torch import load_file
+
+        w = load_file(str(out / "intermediates" / "000000.safetensors"))["weights"]
+        assert w.shape[:2] == (3, 3) and torch.allclose(w.float().sum(1), torch.ones(()), atol=2e-3)
+        # composable with three fixed weights, and the colour model alone
+        r = cli(
+            "generate",
+            "--run",
+            run,
+            *args,
+            "--method",
+            "composable",
+            "--weights",
+            "0.2,0.3,0.5",
+            "--out",
+            tmp_path / "c",
+        )
+        assert r.exit_code == 0, r.output
+        r = cli(
+            "generate",
+            "--run",
+            run,
+            "--cond",
+            "colour=0.1,0.1,0.1",
+            "--method",
+            "colour",
+            "--num",
+            1,
+            "--steps",
+            2,
+            "--out",
+            tmp_path / "alone",
+        )
+        assert r.exit_code == 0, r.output
+        assert Image.open(tmp_path / "alone" / "000000.png").size == (32, 32)
+    finally:
+        modalities.unregister("colour")

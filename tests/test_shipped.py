@@ -37,10 +37,9 @@ def test_shipped_weights_reproduce_their_reference_images(tmp_path):
     ref = json.loads((folder / "reference" / "reference.json").read_text())
     s = ref["settings"]
     pairs = gen.read_pairs_file(folder / "examples" / "pairs.jsonl")[: s["pairs"]]
-    req = gen.GenerateRequest(
-        method=s["method"], pairs=pairs, num=s["num"], seed=s["seed"], steps=s["steps"], eta=s["eta"]
-    )
-    res = gen.run(C.load_config("demo"), req, folder, tmp_path / "again")
+    req = gen.GenerateRequest(method=s["method"], pairs=pairs, num=s["num"], seed=s["seed"])
+    cfg = C.load_config("demo", {"sample.steps": s["steps"], "sample.eta": s["eta"]})
+    res = gen.run(cfg, req, folder, tmp_path / "again")
     for name, im, mean in zip(ref["images"], res.images, ref["mean_pixel"], strict=True):
         expected = np.asarray(Image.open(folder / "reference" / name).convert("RGB")).astype(int)
         diff = np.abs(im.astype(int) - expected)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,10 +80,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def resolve(preset: str, shortcuts: dict[str, Any], sets: list[str] | None) -> cfg_mod.Config:
     """Preset, then command-line shortcuts (those given), then ``--set`` overrides."""
     given = {k: (str(v) if isinstance(v, Path) else v) for k, v in shortcuts.items() if v is not None}
-    _name, raw = cfg_mod.read_preset(preset)
-    raw = cfg_mod.apply_overrides(raw, given)
-    raw = cfg_mod.apply_overrides(raw, list(sets or []))
-    return cfg_mod.build(cfg_mod.Config, raw)
+    return cfg_mod.load_config(preset, given, sets)
 
 
 def _version(value: bool) -> None:
@@ -100,16 +96,6 @@ def root(
     ] = False,
 ) -> None:
     """Collaborative Diffusion for multi-modal face generation and editing."""
-
-
-class Modality(StrEnum):
-    text = "text"
-    mask = "mask"
-
-
-class Solver(StrEnum):
-    ddim = "ddim"
-    dpm = "dpm"
 
 
 def _print_table(
@@ -177,6 +163,7 @@ class _progress:
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,  # quiet in logs and pipes
         )
         self.task = self.bar.add_task(label, total=None)
 
@@ -186,6 +173,24 @@ class _progress:
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
+
+
+def pipeline(run: Path | None, config: str, cfg: cfg_mod.Config, device: str, dtype: str):
+    """The API's Pipeline over the command's run (``_model_run``) with its resolved config."""
+    from cdiff.api import Pipeline
+    from cdiff.devices import resolve_device, resolve_dtype
+    from cdiff.stages.run import Run
+
+    dev = resolve_device(device)
+    run_dir, outputs_root = _model_run(run, config)
+    if not Path(run_dir).is_dir():
+        raise InputError(f"run directory not found: {run_dir}; pass --run RUN (the folder with the models)")
+    return Pipeline(Run(run_dir, dev, resolve_dtype(dtype, dev)), cfg), outputs_root
+
+
+def print_notes(notes: list[str]) -> None:
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False)
 
 
 def main() -> None:

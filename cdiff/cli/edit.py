@@ -14,17 +14,18 @@ from cdiff.cli.common import (
     ForceOpt,
     ModelRunOpt,
     SetOpt,
-    Solver,
     _floats,
-    _model_run,
     _print_table,
     _progress,
     app,
-    err_console,
     handle_errors,
     out_console,
+    pipeline,
+    print_notes,
     resolve,
 )
+from cdiff.cli.sampling import sampling_options
+from cdiff.errors import InputError
 
 
 def _alphas(value: str | None) -> list[float] | None:
@@ -33,6 +34,7 @@ def _alphas(value: str | None) -> list[float] | None:
 
 @app.command()
 @handle_errors
+@sampling_options("steps", "eta", "solver", "batch_size")
 def edit(
     photo: Annotated[
         Path | None, typer.Argument(help="The photo to edit (any size; centre-cropped and resized).")
@@ -67,12 +69,6 @@ def edit(
     finetune_lr: Annotated[
         float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.finetune_lr]")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
-    eta: Annotated[float | None, typer.Option(help="DDIM eta (1.0 as the release).")] = None,
-    solver: Annotated[Solver, typer.Option(help="ddim (the release) or dpm (DPM-Solver++).")] = Solver.ddim,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per forward pass (results do not depend on it).")
-    ] = None,
     save_intermediates: Annotated[
         bool, typer.Option("--save-intermediates", help="Keep each step's maps, x_t and x_0 (for visualize).")
     ] = False,
@@ -87,36 +83,40 @@ def edit(
     set_: SetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    sample: dict | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
 ) -> None:
     """Edit a real photo toward a target caption, a target mask, or both (Imagic; both: collaborative)."""
     from cdiff.stages import edit as stage
 
-    cfg = resolve(config, {}, set_)
+    cfg = resolve(config, sample or {}, set_)
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
         return
     req = stage.EditRequest(
         photo=photo,
-        target_text=target_text,
-        target_mask=target_mask,
+        targets={"mask": str(target_mask) if target_mask else None, "text": target_text},
         from_dir=from_dir,
         alphas=_alphas(alphas),
         seed=seed,
-        steps=steps,
-        eta=eta,
-        solver=solver.value,
-        batch_size=batch_size,
+        sample_given={k.split(".", 1)[1]: v for k, v in (sample or {}).items()},
         embed_steps=embed_steps,
         embed_lr=embed_lr,
         finetune_steps=finetune_steps,
         finetune_lr=finetune_lr,
         save_intermediates=save_intermediates,
     )
-    # --from re-renders with the models of the edit's own run
-    run_dir, outputs_root = (run, None) if from_dir is not None else _model_run(run, config)
-    result = stage.run(cfg, req, run_dir, out, force=force, progress=_progress, outputs_root=outputs_root)
-    for note in result.notes:
-        err_console.print(f"note: {note}", highlight=False)
+    if from_dir is not None:  # --from re-renders with the models of the edit's own run
+        result = stage.run(cfg, req, None, out, force=force, progress=_progress, device=(device, dtype))
+    else:
+        if out is not None and out.exists() and not force:  # before any model loads
+            raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
+        pipe, outputs_root = pipeline(run, config, cfg, device, dtype)
+        result = stage.run(
+            cfg, req, pipe.run, out, force=force, progress=_progress, outputs_root=outputs_root
+        )
+    print_notes(result.notes)
     if result.metrics:
         _print_table(
             f"edit → {result.out}", [(k, f"{v:.4f}") for k, v in result.metrics.items()], ("measure", "value")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,33 +16,29 @@ from cdiff.cli.common import (
     ForceOpt,
     RunOpt,
     SetOpt,
-    Solver,
-    _floats,
+    _progress,
     app,
     err_console,
     handle_errors,
     out_console,
+    pipeline,
+    print_notes,
     resolve,
 )
-from cdiff.rundir import default_run_dir
-
-
-class EvalMethod(StrEnum):
-    collaborative = "collaborative"
-    composable = "composable"
-    text = "text"
-    mask = "mask"
-    released = "collaborative-released"
+from cdiff.cli.sampling import sampling_options
+from cdiff.rundir import check_output, default_run_dir
 
 
 @app.command()
 @handle_errors
+@sampling_options("steps", "eta", "solver", "guidance", "batch_size", "weights")
 def evaluate(
     method: Annotated[
-        list[EvalMethod] | None,
+        list[str] | None,
         typer.Option(
             "--method",
-            help="Methods to compare (repeatable); collaborative-released adds the release's re-weighting. "
+            help="Methods to compare (repeatable): collaborative, composable, a modality's model alone (text, "
+            "mask, ...), collaborative-released (the release's re-weighting). "
             "\\[default: the preset's evaluate.methods]",
         ),
     ] = None,
@@ -51,10 +46,6 @@ def evaluate(
         int | None, typer.Option(help="Validation pairs N. \\[default: the preset's evaluate.pairs]")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Pairs and start noise (pair k: seed + k).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: the preset's]")] = None,
-    solver: Annotated[Solver, typer.Option(help="DDIM (the release) or DPM-Solver++.")] = Solver.ddim,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per sampling batch.")] = None,
     inception: Annotated[
         Path | None,
         typer.Option(
@@ -66,12 +57,6 @@ def evaluate(
         int | None,
         typer.Option(help="FID on the first K images too (the paper: 50). \\[default: the preset's]"),
     ] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="composable: fixed weights per modality (diffuser.modalities order), e.g. 0.33,0.67."
-        ),
-    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: RUN/evaluation]")] = None,
     data: DataOpt = None,
     config: ConfigOpt = "demo",
@@ -79,6 +64,9 @@ def evaluate(
     set_: SetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    sample: dict | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
 ) -> None:
     """Score each method on N validation pairs (the mask of one face, the caption of another).
 
@@ -86,37 +74,34 @@ def evaluate(
     """
     from cdiff.stages import evaluate as stage
 
-    cfg = resolve(config, {}, set_)
+    cfg = resolve(config, sample or {}, set_)
     run_dir = run or default_run_dir(config)
     req = stage.EvaluateRequest(
-        methods=[m.value for m in method] if method else list(cfg.evaluate.methods),
+        methods=list(method) if method else list(cfg.evaluate.methods),
         pairs=pairs,
         seed=seed,
-        steps=steps,
-        solver=solver.value,
-        guidance=guidance,
-        batch_size=batch_size,
         inception=inception,
         fid_images=fid_images,
-        weights=_floats(weights, "--weights"),
     )
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
         out_console.print(
             f"would evaluate {', '.join(req.methods)} on {pairs or cfg.evaluate.pairs} validation pairs "
-            f"({req.solver}, {steps or cfg.sample.steps} steps) into {out or run_dir / 'evaluation'}",
+            f"({cfg.sample.solver}, {cfg.sample.steps} steps) into {out or run_dir / 'evaluation'}",
             highlight=False,
         )
         return
+    check_output(out or run_dir / "evaluation", force)  # before any model loads
+    pipe, _ = pipeline(run_dir, config, cfg, device, dtype)
     report = stage.run(
         cfg,
         req,
-        run_dir,
+        pipe.run,
         data or run_dir / "data",
         out or run_dir / "evaluation",
         force=force,
         log=lambda m: err_console.print(m, highlight=False),
-        progress=lambda m: err_console.print(f"generating: {m}", highlight=False),
+        progress=lambda m: _progress(f"generating: {m}"),
     )
     header, rows = stage.table_rows(report.metrics, short=True)
     table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation pairs → {report.out}")
@@ -129,6 +114,5 @@ def evaluate(
     out_console.print(table)
     for line in stage.claim_lines(report.metrics):
         out_console.print(line, highlight=False)
-    for note in report.notes:
-        err_console.print(f"note: {note}", highlight=False)
+    print_notes(report.notes)
     out_console.print(f"report: {report.out / 'report.html'}  ({report.wall_time_s:.0f} s)", highlight=False)

@@ -1,8 +1,7 @@
-"""``cdiff generate``: faces from masks and captions."""
+"""``cdiff generate``: faces from masks and captions (and any other registered modality)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,41 +12,53 @@ from cdiff.cli.common import (
     ConfigOpt,
     DryRunOpt,
     ForceOpt,
-    Modality,
     ModelRunOpt,
     SetOpt,
-    Solver,
-    _floats,
-    _model_run,
+    _progress,
     app,
-    err_console,
     handle_errors,
     out_console,
+    pipeline,
+    print_notes,
     resolve,
 )
+from cdiff.cli.sampling import sampling_options
 from cdiff.errors import InputError
 
 
-class Method(StrEnum):
-    collaborative = "collaborative"
-    composable = "composable"
-    text = "text"
-    mask = "mask"
-    all = "all"
+def parse_conditions(
+    text: list[str] | None, mask: list[Path] | None, cond: list[str] | None
+) -> dict[str, list]:
+    """``--text``/``--mask`` and ``--cond NAME=VALUE`` (any registered modality) → values per modality."""
+    from cdiff import modalities
 
-
-class Reweight(StrEnum):
-    none = "none"
-    released = "released"
+    given: dict[str, list] = {}
+    if text:
+        given["text"] = list(text)
+    if mask:
+        given["mask"] = [str(p) for p in mask]
+    for item in cond or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(
+                f"--cond expects NAME=VALUE (NAME one of {', '.join(modalities.names())}), got '{item}'"
+            )
+        given.setdefault(modalities.get(name.strip()).name, []).append(value)
+    return given
 
 
 @app.command()
 @handle_errors
+@sampling_options()
 def generate(
     text: Annotated[list[str] | None, typer.Option("--text", help="A caption (repeatable).")] = None,
     mask: Annotated[
         list[Path] | None,
         typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt (repeatable)."),
+    ] = None,
+    cond: Annotated[
+        list[str] | None,
+        typer.Option("--cond", help="A condition of any registered modality, NAME=VALUE (repeatable)."),
     ] = None,
     from_file: Annotated[
         Path | None,
@@ -56,48 +67,17 @@ def generate(
         ),
     ] = None,
     method: Annotated[
-        Method,
+        str,
         typer.Option(
-            help="collaborative (dynamic diffusers), composable (fixed weights), text or mask only."
+            help="collaborative (dynamic diffusers), composable (fixed weights), a modality's model alone "
+            "(text, mask, ...), or all side by side."
         ),
-    ] = Method.collaborative,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="composable: one weight per modality in diffuser.modalities order. \\[default: equal]"
-        ),
-    ] = None,
-    reweight: Annotated[
-        Reweight | None,
-        typer.Option(
-            help="collaborative: 'released' applies the release's mask-early/text-late schedule. "
-            "\\[default: sample.reweight]"
-        ),
-    ] = None,
-    influence_every: Annotated[
-        int | None,
-        typer.Option(
-            help="collaborative: run the diffusers every k steps, reuse their maps between. \\[default: 1]"
-        ),
-    ] = None,
+    ] = "collaborative",
     modality: Annotated[
-        Modality | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")
+        str | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")
     ] = None,
     num: Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")] = 4,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps. \\[default: 50]")] = None,
-    eta: Annotated[float | None, typer.Option(help="DDIM eta (1.0 as the release, 0 deterministic).")] = None,
-    guidance: Annotated[
-        float | None,
-        typer.Option(
-            help="Classifier-free guidance scale (models trained with dropout). \\[default: sample.guidance: "
-            "3 in the demo preset, 1 (none) at paper scale]"
-        ),
-    ] = None,
-    solver: Annotated[Solver, typer.Option(help="ddim (the release) or dpm (DPM-Solver++).")] = Solver.ddim,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per forward pass (results do not depend on it).")
-    ] = None,
     save_intermediates: Annotated[
         bool,
         typer.Option(
@@ -113,6 +93,9 @@ def generate(
     set_: SetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    sample: dict | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
 ) -> None:
     """Generate faces from a mask and a caption together (collaborative), or from one of them.
 
@@ -120,37 +103,29 @@ def generate(
     """
     from cdiff.stages import generate as stage
 
-    cfg = resolve(config, {}, set_)
+    cfg = resolve(config, sample or {}, set_)
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
         return
     if modality is not None:
-        if method not in (Method.collaborative, Method(modality.value)):
-            raise InputError(
-                f"--modality {modality.value} and --method {method.value} disagree; give one of them"
-            )
-        method = Method(modality.value)
+        if method not in ("collaborative", modality):
+            raise InputError(f"--modality {modality} and --method {method} disagree; give one of them")
+        method = modality
+    stage.check_out(out, force)  # before any model loads
     req = stage.GenerateRequest(
-        method=method.value,
-        texts=list(text or []),
-        masks=list(mask or []),
+        method=method,
+        conditions=parse_conditions(text, mask, cond),
         pairs=stage.read_pairs_file(from_file) if from_file is not None else [],
         num=num,
         seed=seed,
-        steps=steps,
-        eta=eta,
-        guidance=guidance,
-        solver=solver.value,
-        batch_size=batch_size,
-        weights=_floats(weights, "--weights"),
-        reweight=reweight.value if reweight is not None else None,
-        influence_every=influence_every,
         save_intermediates=save_intermediates,
     )
-    run_dir, outputs_root = _model_run(run, config)
-    result = stage.run(cfg, req, run_dir, out, force=force, outputs_root=outputs_root)
-    for note in result.notes:
-        err_console.print(f"note: {note}", highlight=False)
+    pipe, outputs_root = pipeline(run, config, cfg, device, dtype)
+    with _progress("sampling") as update:
+        result = stage.run(
+            pipe.config, req, pipe.run, out, force=force, outputs_root=outputs_root, progress=update
+        )
+    print_notes(result.notes)
     out_console.print(
         f"wrote {len(result.images)} images and grid.png to {result.out} in {result.wall_time_s:.1f} s",
         highlight=False,

@@ -13,7 +13,6 @@ from cdiff.cli.common import (
     DataOpt,
     DryRunOpt,
     ForceOpt,
-    Modality,
     ResumeOpt,
     RunOpt,
     SetOpt,
@@ -75,12 +74,16 @@ def train_vae(
     )
 
 
-def _prepared_vocab(folder: Path) -> int | None:
-    """The prepared tokenizer's vocabulary size, if the dataset exists."""
+def _prepared_vocab(folder: Path, modality: str) -> int | None:
+    """The modality's vocabulary size from the prepared dataset, if it has one and the dataset exists."""
+    from cdiff import modalities
     from cdiff.data.prepared import PreparedDataset
 
+    kind = modalities.get(modality)
+    if not kind.has_vocabulary:
+        return None
     try:
-        return len(PreparedDataset.open(folder).tokenizer())
+        return kind.vocab_size(PreparedDataset.open(folder))
     except InputError:
         return None
 
@@ -88,7 +91,9 @@ def _prepared_vocab(folder: Path) -> int | None:
 @app.command("train-unimodal")
 @handle_errors
 def train_unimodal(
-    modality: Annotated[Modality, typer.Option(help="Which condition drives the model.")],
+    modality: Annotated[
+        str, typer.Option(help="Which condition drives the model: a registered modality (text, mask, ...).")
+    ],
     data: DataOpt = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
@@ -106,23 +111,26 @@ def train_unimodal(
     run_dir = run or default_run_dir(config)
     if dry_run:
         typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        vocab = _prepared_vocab(data or run_dir / "data") if modality is Modality.text else None
-        if modality is Modality.text and vocab is None and cfg.unimodal.text_encoder.vocab_size is None:
+        vocab = _prepared_vocab(data or run_dir / "data", modality)
+        from cdiff import modalities
+
+        has_vocab = modalities.get(modality).has_vocabulary
+        if vocab is None and has_vocab and cfg.unimodal.text_encoder.vocab_size is None:
             err_console.print("note: no prepared tokenizer yet; counting with BERT's 30,522-token vocabulary")
-        _print_parameters(stage.parameter_counts(cfg, modality.value, vocab))
+        _print_parameters(stage.parameter_counts(cfg, modality, vocab))
         return
     report = stage.run(
         cfg,
-        modality.value,
+        modality,
         run_dir,
         data or run_dir / "data",
-        run_dir / modality.value,
+        run_dir / modality,
         force=force,
         resume=resume,
         log=lambda m: err_console.print(m, highlight=False),
     )
     _training_summary(
-        f"{modality.value} model → {report.out}", report, [("final loss", f"{report.final_loss:.4f}")]
+        f"{modality} model → {report.out}", report, [("final loss", f"{report.final_loss:.4f}")]
     )
 
 

@@ -136,17 +136,21 @@ def _read_mask_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            mode = im.mode
-            if mode in ("P", "L", "I", "I;16"):
-                if mode == "P" and _palette_is_foreign(im):
-                    arr = rgb_to_label(np.asarray(im.convert("RGB")), source=str(path))
-                    return arr
-                return check_label(np.asarray(im).astype(np.int64), source=str(path))
-            if mode in ("RGB", "RGBA", "LA"):
-                return rgb_to_label(np.asarray(im.convert("RGB")), source=str(path))
-            raise InputError(f"{path}: unsupported mask image mode {mode}; use an index or RGB PNG")
+            return image_to_label(im, str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read mask {path}: {exc}; is it a PNG image?") from None
+
+
+def image_to_label(im: Image.Image, source: str = "mask image") -> np.ndarray:
+    """A PIL mask image (index ``P``/``L``/``I`` with ids 0..18, or palette RGB) → uint8 label map."""
+    mode = im.mode
+    if mode in ("P", "L", "I", "I;16"):
+        if mode == "P" and _palette_is_foreign(im):
+            return rgb_to_label(np.asarray(im.convert("RGB")), source=source)
+        return check_label(np.asarray(im).astype(np.int64), source=source)
+    if mode in ("RGB", "RGBA", "LA"):
+        return rgb_to_label(np.asarray(im.convert("RGB")), source=source)
+    raise InputError(f"{source}: unsupported mask image mode {mode}; use an index or RGB PNG")
 
 
 def _palette_is_foreign(im: Image.Image) -> bool:

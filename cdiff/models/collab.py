@@ -25,6 +25,7 @@ from torch import nn
 
 from cdiff import config as cfg_mod
 from cdiff.config import DiffuserConfig, UNetConfig
+from cdiff.diffusion.predictors import combine, influence_weights
 from cdiff.errors import InputError
 from cdiff.models.build import build_unet
 from cdiff.models.unimodal import UnimodalModel
@@ -56,9 +57,15 @@ class DynamicDiffuser(nn.Module):
         return self.unet(x, t, encoder_hidden_states=cond["tokens"].to(x_t.dtype)).sample
 
 
-def influence_weights(logits: list[torch.Tensor]) -> torch.Tensor:
-    """Softmax over modalities per latent pixel: ``M × (B, 1, h, w)`` → ``(M, B, 1, h, w)``."""
-    return torch.softmax(torch.stack([lg.float() for lg in logits]), dim=0)
+RELEASED_PAIR = ("mask", "text")  # the two modalities of the release's schedule
+
+
+def check_released(modalities: list[str]) -> None:
+    """The release's re-weighting is defined for its two modalities only."""
+    if sorted(modalities) != sorted(RELEASED_PAIR):
+        raise InputError(
+            f"--reweight released is defined for the modalities mask and text only, not {', '.join(modalities)}"
+        )
 
 
 def released_reweight(weights: torch.Tensor, modalities: list[str], t: torch.Tensor) -> torch.Tensor:
@@ -68,24 +75,13 @@ def released_reweight(weights: torch.Tensor, modalities: list[str], t: torch.Ten
     w_text' = (1 - m) / (1 + m). Early steps (t near 1000) lean on the mask model, the last
     ones on the text model; the two weights still sum to one.
     """
-    if sorted(modalities) != ["mask", "text"]:
-        raise InputError(
-            f"--reweight released is defined for the modalities mask and text only, not {', '.join(modalities)}"
-        )
-    i_mask, i_text = modalities.index("mask"), modalities.index("text")
+    check_released(modalities)
+    i_mask, i_text = (modalities.index(m) for m in RELEASED_PAIR)
     s = (torch.cos((1 - t.to(weights.device).double() / 1000) * math.pi) + 1) / 2
     m = s.view(-1, 1, 1, 1).to(weights.dtype) * weights[i_mask]
     out = weights.clone()
     out[i_mask] = 2 * m / (1 + m)
     out[i_text] = (1 - m) / (1 + m)
-    return out
-
-
-def combine(eps: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """``sum_m w_m * eps_m``; ``weights`` is ``(M, B, 1, h, w)`` (or ``(M, 1, 1, 1, 1)`` for fixed ones)."""
-    out = weights[0] * eps[0].float()
-    for w, e in zip(weights[1:], eps[1:], strict=True):
-        out = out + w * e.float()
     return out
 
 
@@ -147,9 +143,12 @@ class Collaboration(nn.Module):
         """Encode each modality's raw condition once (token ids or label maps)."""
         return {m: self.experts[m].encode(raw[m]) for m in self.modalities}
 
-    def expert_eps(self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]) -> list[torch.Tensor]:
+    def expert_eps(
+        self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict], only: list[str] | None = None
+    ) -> list[torch.Tensor]:
+        """Each expert's eps (float32), for ``only`` these modalities (default: all)."""
         out = []
-        for m in self.modalities:
+        for m in only or self.modalities:
             expert = self.experts[m]
             dtype = next(expert.parameters()).dtype
             cond = {k: v.to(dtype) if v.is_floating_point() else v for k, v in conds[m].items()}
@@ -159,8 +158,9 @@ class Collaboration(nn.Module):
     def logits(self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]) -> list[torch.Tensor]:
         if self.diffusers is None:
             raise InputError("this collaboration has no dynamic diffusers; run `cdiff train-diffuser`")
-        conds32 = {m: {k: v.float() for k, v in c.items()} for m, c in conds.items()}
-        return self.diffusers(x_t, t, conds32)
+        dtype = next(self.diffusers.parameters()).dtype
+        conds_d = {m: {k: v.to(dtype) for k, v in c.items()} for m, c in conds.items()}
+        return [lg.float() for lg in self.diffusers(x_t.to(dtype), t, conds_d)]
 
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, conds: dict[str, dict]

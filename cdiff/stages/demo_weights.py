@@ -177,11 +177,10 @@ def _write_reference(folder: Path) -> dict:
         pairs=[{"mask": p["mask"], "text": p["text"]} for p in pairs],
         num=s["num"],
         seed=s["seed"],
-        steps=s["steps"],
-        eta=s["eta"],
     )
     out = folder / REFERENCE
-    res = gen.run(cfg_mod.load_config("demo"), req, folder, out)
+    cfg = cfg_mod.load_config("demo", {"sample.steps": s["steps"], "sample.eta": s["eta"]})
+    res = gen.run(cfg, req, folder, out)
     (
         out / "manifest.json"
     ).unlink()  # the generation manifest names temporary paths; reference.json says it all

@@ -21,10 +21,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,30 +45,30 @@ from cdiff.data.prepared import PreparedDataset, resize_image
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
 from cdiff.models import evaluator as ev
-from cdiff.models.vae import load_vae, reconstruct
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, require_stage
+from cdiff.models.vae import reconstruct
+from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest
 from cdiff.stages import generate as gen
+from cdiff.stages.run import Run
 
 RELEASED = "collaborative-released"  # the collaborative method with the release's inference re-weighting
-METHODS = (*gen.METHODS, RELEASED)
+
+
+def methods() -> list[str]:
+    return [*gen.methods(), RELEASED]
+
+
 REAL, RECONSTRUCTED = "real faces", "VAE reconstructions"
 
 
 @dataclass
 class EvaluateRequest:
-    methods: list[str] = field(default_factory=lambda: list(gen.METHODS))
+    """What to evaluate; the sampling settings are ``cfg.sample`` (``sample.weights``: composable's)."""
+
+    methods: list[str] = field(default_factory=lambda: list(gen.methods()))
     pairs: int | None = None  # None: the config's evaluate.pairs
     seed: int | None = None
-    steps: int | None = None
-    solver: str = "ddim"
-    eta: float | None = None
-    guidance: float | None = None
-    batch_size: int | None = None
     inception: Path | None = None
     fid_images: int | None = None
-    weights: list[float] | None = (
-        None  # composable's fixed weights (default equal), in diffuser.modalities order
-    )
 
 
 @dataclass
@@ -143,28 +145,28 @@ CLAIMS = (
 def run(
     cfg: Config,
     req: EvaluateRequest,
-    run_dir: Path,
+    run_dir: Path | Run,
     data_dir: Path,
     out: Path,
     *,
     force: bool = False,
     log: Callable[[str], None] = print,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> EvaluateReport:
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. inputs and pairs
-    unknown = [m for m in req.methods if m not in METHODS]
+    unknown = [m for m in req.methods if m not in methods()]
     if unknown or not req.methods:
         raise InputError(
-            f"unknown --method '{unknown[0] if unknown else ''}'; choose from {', '.join(METHODS)}"
+            f"unknown --method '{unknown[0] if unknown else ''}'; choose from {', '.join(methods())}"
         )
-    if req.solver not in ("ddim", "dpm"):
-        raise InputError(f"unknown --solver '{req.solver}'; choose ddim or dpm")
     inception_path = M.find_inception(req.inception)
     data = PreparedDataset.open(data_dir)
     source = data.manifest["config"]["data"]["source"]
-    require_stage(run_dir / "evaluator", "train-evaluator", f"cdiff train-evaluator --run {run_dir}")
-    scorer = Scorer(run_dir / "evaluator", source)
+    run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
+    run.require("evaluator")
+    scorer = Scorer(run.root / "evaluator", source)
     n = req.pairs or cfg.evaluate.pairs
     seed = cfg.evaluate.seed if req.seed is None else req.seed
     fid_n = req.fid_images or cfg.evaluate.fid_images
@@ -201,25 +203,20 @@ def run(
     per_image: dict[str, dict[str, torch.Tensor]] = {}
     images_of: dict[str, list[np.ndarray]] = {}
     for method in req.methods:
-        if progress is not None:
-            progress(method)
         base = "collaborative" if method == RELEASED else method
-        keep = [base] if base in ("text", "mask") else ["mask", "text"]
+        keep = [base] if base not in gen.MULTI else list(rows[0])
         greq = gen.GenerateRequest(
-            method=base,
-            pairs=[{k: r[k] for k in keep} for r in rows],
-            num=1,
-            seed=seed,
-            seed_per_row=True,
-            steps=req.steps,
-            eta=req.eta,
-            guidance=req.guidance,
-            solver=req.solver,
-            batch_size=req.batch_size,
-            reweight="released" if method == RELEASED else None,
-            weights=req.weights if method == "composable" else None,
+            method=base, pairs=[{k: r[k] for k in keep} for r in rows], num=1, seed=seed, seed_per_row=True
         )
-        result = gen.run(cfg, greq, run_dir, partial / method, force=True)
+        sample = dataclasses.replace(
+            cfg.sample,
+            reweight="released" if method == RELEASED else cfg.sample.reweight,
+            weights=cfg.sample.weights if method == "composable" else None,
+        )
+        bar = progress(method) if progress is not None else nullcontext()
+        with bar as update:
+            generation = gen.sample(dataclasses.replace(cfg, sample=sample), greq, run, update)
+        result = gen.write(generation, partial / method)
         notes += [x for x in result.notes if x not in notes]
         scores = scorer(result.images, labels, targets)
         per_image[method], images_of[method] = scores, result.images
@@ -235,7 +232,7 @@ def run(
     # references: the real faces the conditions came from, and their VAE reconstructions
     real_masks = [data.image(m) for m, _ in pairs]
     real_texts = [data.image(c) for _, c in pairs]
-    vae, _ = load_vae(run_dir / "vae")
+    vae, _ = run.vae()
     references: dict[str, dict[str, float]] = {}
     train_ids = data.split("train")[:n]
     train_real = [data.image(i) for i in train_ids]
@@ -269,14 +266,14 @@ def run(
     settings = {
         "pairs": n,
         "seed": seed,
-        "steps": req.steps or cfg.sample.steps,
-        "solver": req.solver,
-        "eta": cfg.sample.eta if req.eta is None else req.eta,
-        "guidance": cfg.sample.guidance if req.guidance is None else req.guidance,
+        "steps": cfg.sample.steps,
+        "solver": cfg.sample.solver,
+        "eta": cfg.sample.eta,
+        "guidance": cfg.sample.guidance,
         "fid_images": fid_n,
         "inception": str(inception_path) if inception_path else None,
         "reference_images": len(val_all),
-        "composable_weights": req.weights,
+        "composable_weights": list(cfg.sample.weights) if cfg.sample.weights is not None else None,
     }
     metrics = {
         "settings": settings,
@@ -306,7 +303,7 @@ def run(
     manifest = make_manifest(
         "evaluate",
         cfg_mod.to_dict(cfg),
-        {"run": str(run_dir.resolve()), "data": str(Path(data_dir).resolve())},
+        {"run": str(run.root.resolve()), "data": str(Path(data_dir).resolve())},
         {"metrics": "metrics.json", "report": "report.html", "samples": "samples.png"},
         time.perf_counter() - t0,
         settings=settings,

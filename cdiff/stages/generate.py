@@ -18,10 +18,9 @@ Methods:
 
 from __future__ import annotations
 
-import dataclasses
-import html
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,45 +30,59 @@ import torch
 from safetensors.torch import save_file
 
 from cdiff import config as cfg_mod
+from cdiff import modalities
 from cdiff.config import Config
-from cdiff.data.prepared import PreparedDataset
-from cdiff.data.tokenizer import encode as tokenize
-from cdiff.data.tokenizer import load_tokenizer
+from cdiff.diffusion.predictors import CollabPredictor
 from cdiff.diffusion.sampling import StepInfo
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
-from cdiff.models.collab import Collaboration, load_diffusers
-from cdiff.models.unimodal import MODALITIES, TOKENIZER, UnimodalModel, load_unimodal
-from cdiff.models.vae import load_vae
-from cdiff.rundir import atomic_write_json, make_manifest, read_manifest, require_stage
+from cdiff.models.collab import Collaboration, check_released, released_reweight
+from cdiff.rundir import atomic_write_json, make_manifest
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.conditions import null_condition, read_condition_masks
+from cdiff.stages.run import Run
 
-METHODS = ("collaborative", "composable", "text", "mask")
+MULTI = ("collaborative", "composable")
 ALL = "all"  # every method, side by side
-PAIR_KEYS = {"mask", "text", "mask_of", "caption_of"}  # the last two: where the conditions came from
+SOURCE_KEYS = {"mask_of", "caption_of"}  # JSONL keys that say where the conditions came from
 INTERMEDIATES = "intermediates"
+
+
+def methods() -> list[str]:
+    """collaborative, composable, and one uni-modal method per registered modality."""
+    return [*MULTI, *modalities.names()]
 
 
 @dataclass
 class GenerateRequest:
+    """What to generate; the sampling settings are ``cfg.sample``."""
+
     method: str = "collaborative"
-    texts: list[str] = field(default_factory=list)
-    masks: list[Path] = field(default_factory=list)
-    pairs: list[dict[str, str]] = field(default_factory=list)  # from --from-file: {"text": ..., "mask": ...}
+    conditions: dict[str, list[Any]] = field(default_factory=dict)  # per modality, paired by position
+    pairs: list[dict[str, Any]] = field(default_factory=list)  # whole condition sets (JSONL, the API)
     num: int = 4  # images per condition
     seed: int = 0
-    steps: int | None = None
-    eta: float | None = None
-    guidance: float | None = None  # None: the config's sample.guidance
-    solver: str = "ddim"
-    batch_size: int | None = None
-    weights: list[float] | None = None  # composable only
-    reweight: str | None = None  # collaborative only; None: the config's sample.reweight
-    influence_every: int | None = None  # collaborative only; None: the config's sample.influence_every
     save_intermediates: bool = False
     val_conditions: int = 4  # used when no condition is given
     seed_per_row: bool = False  # each condition row its own seeds (seed + row * num + k), not the same ones
+
+
+@dataclass
+class Generation:
+    """Images in memory, with everything :func:`write` needs to save them."""
+
+    method: str
+    modalities: list[str]
+    images: list[np.ndarray]
+    rows: list[dict[str, Any]]  # the condition values as given, one dict per condition set
+    raw: dict[str, torch.Tensor]  # raw conditions, one row per condition set
+    seeds: list[int]
+    num: int
+    settings: dict[str, Any]
+    notes: list[str]
+    cfg: Config
+    run_root: Path
+    steps: dict[int, list[StepInfo]] | None = None  # per batch, when intermediates were kept
+    wall_time_s: float = 0.0
 
 
 @dataclass
@@ -90,9 +103,10 @@ def next_output_dir(root: Path) -> Path:
 
 
 def read_pairs_file(path: Path) -> list[dict[str, str]]:
-    """A JSONL file, one condition set per line: ``{"mask": "m.png", "text": "..."}``."""
+    """A JSONL file, one condition set per line: ``{"mask": "m.png", "text": "..."}`` (any registered modality)."""
     if not path.is_file():
         raise InputError(f"--from-file: {path} not found")
+    known = set(modalities.names())
     pairs = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -103,188 +117,156 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
             raise InputError(
                 f'{path}:{n} is not JSON; each line must be like {{"mask": "m.png", "text": "..."}}'
             ) from None
-        if not isinstance(rec, dict) or not set(rec) <= PAIR_KEYS or not set(rec) & set(MODALITIES):
+        if not isinstance(rec, dict) or not set(rec) <= known | SOURCE_KEYS or not set(rec) & known:
             raise InputError(
-                f"{path}:{n}: expected an object with the keys mask and/or text (and optionally mask_of, "
-                f"caption_of), got {line.strip()[:80]}"
+                f"{path}:{n}: expected an object with the keys {', '.join(sorted(known))} (any of them; "
+                f"optionally mask_of, caption_of), got {line.strip()[:80]}"
             )
-        if "mask" in rec and not Path(rec["mask"]).is_absolute():
-            rec["mask"] = str(path.parent.resolve() / rec["mask"])
-        pairs.append({k: str(v) for k, v in rec.items() if k in MODALITIES})
+        bad = [k for k in rec if k in known and not isinstance(rec[k], str)]
+        if bad:
+            raise InputError(f"{path}:{n}: {bad[0]} must be a string, got {json.dumps(rec[bad[0]])[:40]}")
+        base = path.parent.resolve()
+        pairs.append({k: modalities.get(k).resolve_path(v, base) for k, v in rec.items() if k in known})
     if not pairs:
         raise InputError(f"--from-file: {path} holds no condition lines")
     return pairs
 
 
-def modalities_of(method: str, cfg: Config, run_dir: Path) -> list[str]:
-    if method in MODALITIES:
+def modalities_of(method: str, cfg: Config, run: Run) -> list[str]:
+    if method in modalities.names():
         return [method]
-    if method == "collaborative" and (run_dir / "diffuser" / "config.json").is_file():
-        return list(json.loads((run_dir / "diffuser" / "config.json").read_text())["diffuser"]["modalities"])
-    return list(cfg.diffuser.modalities)
+    return modalities.check(run.diffuser_modalities(cfg.diffuser.modalities))  # the run's diffusers' set
 
 
-def condition_rows(req: GenerateRequest, modalities: list[str], run_dir: Path) -> list[dict[str, str]]:
-    """One dict per condition set: ``{"text": caption, "mask": path or "val:<id>"}``."""
-    given = {"text": list(req.texts), "mask": [str(Path(p).resolve()) for p in req.masks]}
-    extra = [m for m in MODALITIES if given[m] and m not in modalities]
+def condition_rows(req: GenerateRequest, mods: list[str], run: Run) -> list[dict[str, Any]]:
+    """One dict per condition set: ``{modality: value}`` (a caption, a mask path or array, ``val:<id>``)."""
+    given = {m: list(v) for m, v in req.conditions.items() if v}
+    modalities.check(list(given), "conditions")
+    extra = [m for m in given if m not in mods]
     if extra:
         raise InputError(
-            f"--method {req.method} does not use --{extra[0]}; it conditions on {', '.join(modalities)}"
+            f"--method {req.method} does not use {_option(extra[0])}; it conditions on {', '.join(mods)}"
         )
     if req.pairs:
-        if any(given.values()):
-            raise InputError("give conditions either with --from-file or with --text/--mask, not both")
+        if given:
+            raise InputError("give conditions either with --from-file or with options like --text, not both")
         for n, rec in enumerate(req.pairs, 1):
-            missing = [m for m in modalities if m not in rec]
+            missing = [m for m in mods if m not in rec]
             if missing:
                 raise InputError(
-                    f"--from-file line {n} lacks {', '.join(missing)} (--method {req.method} needs {', '.join(modalities)})"
+                    f"--from-file line {n} lacks {', '.join(missing)} (--method {req.method} needs {', '.join(mods)})"
                 )
-        return [{m: rec[m] for m in modalities} for rec in req.pairs]
-    if not any(given[m] for m in modalities):
-        return _val_rows(run_dir, modalities, req.val_conditions)
-    missing = [m for m in modalities if not given[m]]
+        return [{m: rec[m] for m in mods} for rec in req.pairs]
+    if not given:
+        return _val_rows(run, mods, req.val_conditions)
+    missing = [m for m in mods if m not in given]
     if missing:
         raise InputError(
-            f"--method {req.method} needs {' and '.join('--' + m for m in modalities)}; --{missing[0]} is missing"
+            f"--method {req.method} needs {' and '.join(_option(m) for m in mods)}; {_option(missing[0])} is missing"
         )
-    n = max(len(given[m]) for m in modalities)
-    for m in modalities:
-        if len(given[m]) not in (1, n):
+    n = max(len(v) for v in given.values())
+    for m, v in given.items():
+        if len(v) not in (1, n):
             raise InputError(
-                f"{len(given[m])} --{m} for {n} of the other condition: give one, or as many (paired by position)"
+                f"{len(v)} {_option(m)} for {n} of the other condition: give one, or as many (paired by position)"
             )
-    return [{m: given[m][k if len(given[m]) > 1 else 0] for m in modalities} for k in range(n)]
+    return [{m: given[m][k if len(given[m]) > 1 else 0] for m in mods} for k in range(n)]
 
 
-def _val_rows(run_dir: Path, modalities: list[str], n: int) -> list[dict[str, str]]:
+def _option(m: str) -> str:
+    return modalities.get(m).option or f"--cond {m}=..."
+
+
+def _val_rows(run: Run, mods: list[str], n: int) -> list[dict[str, Any]]:
     """The run's example pairs (shipped demo runs), else its first validation pairs."""
-    examples = run_dir / "examples" / "pairs.jsonl"
+    examples = run.root / "examples" / "pairs.jsonl"
     if examples.is_file():
-        return [{m: rec[m] for m in modalities} for rec in read_pairs_file(examples)[:n]]
-    if not (run_dir / "data").is_dir():
+        return [{m: rec[m] for m in mods} for rec in read_pairs_file(examples)[:n]]
+    if run.data is None:
         raise InputError(
-            f"no conditions given and {run_dir} has no data to take validation pairs from; give --text/--mask"
+            f"no conditions given and {run.root} has no data to take validation pairs from; give conditions "
+            f"({', '.join(_option(m) for m in mods)})"
         )
-    data = PreparedDataset.open(run_dir / "data")
-    ids = data.split("val")[:n]
-    records = data.records()
-    return [{m: records[i]["caption"] if m == "text" else f"val:{i}" for m in modalities} for i in ids]
+    ids = run.data.split("val")[:n]
+    return [{m: modalities.get(m).dataset_value(run.data, i) for m in mods} for i in ids]
 
 
-def load_models(
-    req: GenerateRequest, cfg: Config, run_dir: Path
-) -> tuple[sc.UnimodalPredictor | sc.CollabPredictor, dict[str, UnimodalModel], dict[str, dict], list[str]]:
-    """The predictor for ``req.method``, the experts, their records, and the modalities."""
-    if req.method not in METHODS:
-        raise InputError(f"unknown --method '{req.method}'; choose {', '.join(METHODS)} or {ALL}")
-    modalities = modalities_of(req.method, cfg, run_dir)
-    experts, metas = {}, {}
-    for m in modalities:
-        require_stage(
-            run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
-        )
-        experts[m], metas[m] = load_unimodal(run_dir / m)
-    if req.guidance is None:
-        req.guidance = cfg.sample.guidance
-    if req.guidance != 1.0:
-        plain = [m for m in modalities if metas[m]["unimodal"]["cond_dropout"] <= 0]
+def predictor_for(method: str, cfg: Config, run: Run) -> tuple[CollabPredictor, list[str], dict[str, Any]]:
+    """The predictor for ``method`` with ``cfg.sample``'s settings, its modalities, and the settings record.
+
+    Adopts the schedule the models were trained with (``cfg.diffusion``) and checks the settings against it.
+    """
+    if method not in methods():
+        raise InputError(f"unknown --method '{method}'; choose {', '.join(methods())} or {ALL}")
+    s = cfg.sample
+    mods = modalities_of(method, cfg, run)
+    metas = {m: run.expert(m)[1] for m in mods}
+    if s.guidance != 1.0:
+        plain = [m for m in mods if metas[m]["unimodal"]["cond_dropout"] <= 0]
         if plain:
             raise InputError(
-                f"guidance {req.guidance:g} needs models trained with condition dropout, and the {plain[0]} model "
+                f"guidance {s.guidance:g} needs models trained with condition dropout, and the {plain[0]} model "
                 f"was trained without it (e.g. the released weights); pass --guidance 1, or the run's preset "
                 f"(--config {cfg.name if cfg.name != 'demo' else 'celeba256/celeba512'})"
             )
-    # sample with the schedule the models were trained with
-    cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, metas[modalities[0]]["diffusion"])
-    if req.method in MODALITIES:
-        if (
-            req.weights is not None
-            or req.reweight not in (None, "none")
-            or req.influence_every not in (None, 1)
-        ):
-            raise InputError(
-                "--weights, --reweight and --influence-every apply to the multi-modal methods only"
-            )
-        return sc.UnimodalPredictor(experts[req.method], req.guidance), experts, metas, modalities
-    diffusers = None
-    if req.method == "collaborative":
-        require_stage(run_dir / "diffuser", "train-diffuser", f"cdiff train-diffuser --run {run_dir}")
-        diffusers, dmeta = load_diffusers(run_dir / "diffuser")
-        for m in modalities:
-            sha = read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"]
-            if dmeta.get("experts", {}).get(m, sha) != sha:
-                raise InputError(
-                    f"the dynamic diffusers in {run_dir / 'diffuser'} were trained with another {m} model; "
-                    f"retrain them: cdiff train-diffuser --run {run_dir} --force"
-                )
-        if req.weights is not None:
+    cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, metas[mods[0]]["diffusion"])  # sample as trained
+    cfg_mod.check_sample(s, cfg.diffusion.timesteps)
+    settings: dict[str, Any] = {
+        "method": method,
+        "modalities": mods,
+        "steps": s.steps,
+        "eta": s.eta,
+        "guidance": s.guidance,
+        "solver": s.solver,
+    }
+    if method == "collaborative":
+        if s.weights is not None:
             raise InputError(
                 "--weights is for --method composable; the collaborative weights come from the diffusers"
             )
-    else:
-        if req.reweight not in (None, "none") or req.influence_every not in (None, 1):
-            raise InputError("--reweight and --influence-every apply to --method collaborative only")
-    collab = Collaboration(experts, diffusers, modalities)
-    predictor = sc.CollabPredictor(
-        collab,
-        req.method,
-        req.weights,
-        req.reweight or cfg.sample.reweight,
-        req.influence_every or cfg.sample.influence_every,
-        req.guidance,
+        if s.reweight == "released":
+            check_released(mods)
+        settings.update(reweight=s.reweight, influence_every=s.influence_every)
+    elif s.reweight != "none" or s.influence_every != 1:
+        what = "the multi-modal methods" if method not in MULTI else "--method collaborative"
+        raise InputError(f"--reweight and --influence-every apply to {what} only")
+    elif method not in MULTI and s.weights is not None:
+        raise InputError("--weights, --reweight and --influence-every apply to the multi-modal methods only")
+    experts = {m: run.expert(m)[0] for m in mods}
+    diffusers = run.diffusers()[0] if method == "collaborative" else None
+    weights = [1.0] if method not in MULTI else s.weights
+    predictor = CollabPredictor(
+        Collaboration(experts, diffusers, mods),
+        "collaborative" if method == "collaborative" else "composable",
+        weights,
+        released_reweight if method == "collaborative" and s.reweight == "released" else None,
+        s.influence_every,
+        s.guidance,
     )
-    return predictor, experts, metas, modalities
+    if method == "composable":
+        settings["weights"] = predictor.fixed.flatten().tolist()
+    return predictor, mods, settings
 
 
-def run(
-    cfg: Config,
-    req: GenerateRequest,
-    run_dir: Path,
-    out: Path | None,
-    force: bool = False,
-    outputs_root: Path | None = None,
-) -> GenerateResult:
-    """Generate; ``out`` defaults to a new numbered folder under ``outputs_root`` (default ``RUN/samples``)."""
-    if req.method == ALL:
-        return run_all(cfg, req, run_dir, out, force, outputs_root)
+def sample(
+    cfg: Config, req: GenerateRequest, run: Run, progress: Callable[[int, int], None] | None = None
+) -> Generation:
+    """Generate in memory: one image per (condition set, seed)."""
     t0 = time.perf_counter()
-    if out is not None and out.exists() and any(out.iterdir()) and not force:
-        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
     if req.num < 1:
-        raise InputError("--num must be at least 1")
-    if req.solver not in sc.SOLVERS:
-        raise InputError(f"unknown --solver '{req.solver}'; choose {', '.join(sc.SOLVERS)}")
+        raise InputError(f"--num must be at least 1, got {req.num}")
     # 1. models
-    predictor, experts, metas, modalities = load_models(req, cfg, run_dir)
-    vae, vae_meta = load_vae(run_dir / "vae")
+    predictor, mods, settings = predictor_for(req.method, cfg, run)
+    vae, vae_meta = run.vae()
     # 2. conditions, each repeated for num seeds
     notes: list[str] = []
-    rows = condition_rows(req, modalities, run_dir)
-    raw: dict[str, torch.Tensor] = {}
-    nulls: dict[str, torch.Tensor] = {}
-    for m in modalities:
-        values = [r[m] for r in rows]
-        if m == "text":
-            tok = load_tokenizer(run_dir / "text" / TOKENIZER)
-            max_length = metas[m]["unimodal"]["text_encoder"]["max_length"]
-            raw[m] = tokenize(tok, values, max_length)
-            nulls[m] = null_condition("text", raw[m][:1], tok, max_length)[0]
-        else:
-            raw[m] = read_condition_masks(values, run_dir, vae_meta["resolution"], notes)
-            nulls[m] = null_condition("mask", raw[m][:1])[0]
-    seeds = [req.seed + k for k in range(req.num)]
-    seeds_all = seeds * len(rows)
+    rows = condition_rows(req, mods, run)
+    raw = {m: run.read(m, [r[m] for r in rows], notes) for m in mods}
+    predictor.nulls = {m: run.null(m, raw[m]) for m in mods}
+    seeds = [req.seed + k for k in range(req.num)] * len(rows)
     if req.seed_per_row:
-        seeds_all = [req.seed + j * req.num + k for j in range(len(rows)) for k in range(req.num)]
+        seeds = [req.seed + j * req.num + k for j in range(len(rows)) for k in range(req.num)]
     raw_all = {m: v.repeat_interleave(req.num, dim=0) for m, v in raw.items()}
-    if isinstance(predictor, sc.UnimodalPredictor):
-        predictor.null = nulls[req.method]
-        raw_in: torch.Tensor | dict = raw_all[req.method]
-    else:
-        predictor.nulls = nulls
-        raw_in = raw_all
     # 3. sample (with the intermediates when asked)
     recorder = sc.StepRecorder()
     images = sc.generate_images(
@@ -292,64 +274,86 @@ def run(
         vae,
         vae_meta,
         cfg,
-        raw_in,
-        seeds_all,
-        req.steps,
-        req.eta,
-        req.solver,
-        req.batch_size,
+        raw_all,
+        seeds,
         callback=recorder if req.save_intermediates else None,
+        progress=progress,
     )
-    # 4. write
-    out = out or next_output_dir(outputs_root or run_dir / "samples")
+    steps = recorder.steps if req.save_intermediates else None
+    wall = time.perf_counter() - t0
+    return Generation(
+        req.method, mods, images, rows, raw, seeds, req.num, settings, notes, cfg, run.root, steps, wall
+    )
+
+
+def file_name(gen: Generation, k: int) -> str:
+    return f"{gen.seeds[k]:06d}.png" if len(gen.rows) == 1 else f"{k // gen.num:03d}-{gen.seeds[k]:06d}.png"
+
+
+def write(gen: Generation, out: Path) -> GenerateResult:
+    """Save a generation into ``out``: one PNG per image (conditions and settings in its metadata),
+    ``grid.png``, the intermediates when kept, and ``manifest.json`` last."""
+    t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    settings: dict[str, Any] = {
-        "method": req.method,
-        "modalities": modalities,
-        "steps": req.steps or cfg.sample.steps,
-        "eta": cfg.sample.eta if req.eta is None else req.eta,
-        "guidance": req.guidance,
-        "solver": req.solver,
-    }
-    if isinstance(predictor, sc.CollabPredictor):
-        if req.method == "composable":
-            settings["weights"] = predictor.fixed.flatten().tolist()
-        else:
-            settings.update(reweight=predictor.reweight, influence_every=predictor.every)
+    rows = [
+        {m: modalities.get(m).persist(r[m], gen.raw[m][j], out, f"{j:03d}-{m}") for m in gen.modalities}
+        for j, r in enumerate(gen.rows)
+    ]
     files = []
-    for k, (im, seed) in enumerate(zip(images, seeds_all, strict=True)):
-        j = k // req.num
-        name = f"{seed:06d}.png" if len(rows) == 1 else f"{j:03d}-{seed:06d}.png"
-        save_png(out / name, im, {"conditions": rows[j], "seed": str(seed), "settings": settings})
+    for k, (im, seed) in enumerate(zip(gen.images, gen.seeds, strict=True)):
+        j, name = k // gen.num, file_name(gen, k)
+        save_png(out / name, im, {"conditions": rows[j], "seed": str(seed), "settings": gen.settings})
         files.append({"file": name, "conditions": rows[j], "seed": seed, "row": j})
     tiles: list[np.ndarray] = []
-    size = images[0].shape[0]
+    size = gen.images[0].shape[0]
+    pictured = [m for m in gen.modalities if modalities.get(m).pictured]
     for j in range(len(rows)):
-        if "mask" in raw:
-            tiles.append(sc.condition_tile(raw["mask"][j].numpy(), size))
-        tiles += images[j * req.num : (j + 1) * req.num]
-    ncol = req.num + (1 if "mask" in raw else 0)
-    layout = "rows: the mask, then one image per seed" if "mask" in raw else "rows: one image per seed"
-    save_png(out / "grid.png", grid(tiles, ncol=ncol), {"rows": rows, "layout": layout, "settings": settings})
-    if req.save_intermediates:
-        save_intermediates(out, recorder.steps, files)
-    wall = time.perf_counter() - t0
-    atomic_write_json(
-        out / "manifest.json",
-        make_manifest(
-            "generate",
-            cfg_mod.to_dict(cfg),
-            {
-                "run": str(Path(run_dir).resolve()),
-                **{m: str(Path(run_dir / m).resolve()) for m in modalities},
-            },
-            {"images": files, "intermediates": INTERMEDIATES if req.save_intermediates else None},
-            wall,
-            settings=settings,
-            notes=notes,
-        ),
+        tiles += [modalities.get(m).tile(gen.raw[m][j], size) for m in pictured]
+        tiles += gen.images[j * gen.num : (j + 1) * gen.num]
+    layout = (
+        f"rows: the {', the '.join(pictured)}, then one image per seed"
+        if pictured
+        else "rows: one image per seed"
     )
-    return GenerateResult(out, images, rows, seeds_all, wall, notes)
+    meta = {"rows": rows, "layout": layout, "settings": gen.settings}
+    save_png(out / "grid.png", grid(tiles, ncol=gen.num + len(pictured)), meta)
+    if gen.steps is not None:
+        save_intermediates(out, gen.steps, files)
+    inputs = {
+        "run": str(gen.run_root.resolve()),
+        **{m: str((gen.run_root / m).resolve()) for m in gen.modalities},
+    }
+    outputs = {"images": files, "intermediates": INTERMEDIATES if gen.steps is not None else None}
+    wall = gen.wall_time_s + time.perf_counter() - t0
+    manifest = make_manifest(
+        "generate", cfg_mod.to_dict(gen.cfg), inputs, outputs, wall, settings=gen.settings, notes=gen.notes
+    )
+    atomic_write_json(out / "manifest.json", manifest)
+    return GenerateResult(out, gen.images, rows, gen.seeds, wall, gen.notes)
+
+
+def check_out(out: Path | None, force: bool) -> None:
+    """Before any set-up: an ``--out`` holding files is refused without ``force``."""
+    if out is not None and out.exists() and (out.is_file() or any(out.iterdir())) and not force:
+        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
+
+
+def run(
+    cfg: Config,
+    req: GenerateRequest,
+    run_dir: Path | Run,
+    out: Path | None,
+    force: bool = False,
+    outputs_root: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> GenerateResult:
+    """Generate and write; ``out`` defaults to a new numbered folder under ``outputs_root`` (default ``RUN/samples``)."""
+    run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
+    if req.method == ALL:
+        return run_all(cfg, req, run, out, force, outputs_root, progress)
+    check_out(out, force)
+    gen = sample(cfg, req, run, progress)
+    return write(gen, out or next_output_dir(outputs_root or run.root / "samples"))
 
 
 def save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files: list[dict]) -> None:
@@ -376,72 +380,17 @@ def save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files:
 
 
 def run_all(
-    cfg: Config, req: GenerateRequest, run_dir: Path, out: Path | None, force: bool, outputs_root: Path | None
+    cfg: Config,
+    req: GenerateRequest,
+    run: Run,
+    out: Path | None,
+    force: bool,
+    outputs_root: Path | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GenerateResult:
-    """Every method for the same conditions and seeds: ``OUT/<method>/``, ``compare.png`` and ``compare.html``."""
-    t0 = time.perf_counter()
-    if out is not None and out.exists() and any(out.iterdir()) and not force:
-        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
-    if req.weights is not None or req.reweight not in (None, "none") or req.influence_every not in (None, 1):
-        raise InputError(
-            "--method all compares the methods at their defaults; drop --weights/--reweight/--influence-every"
-        )
-    out = out or next_output_dir(outputs_root or run_dir / "samples")
-    methods = [
-        m for m in METHODS if m != "collaborative" or (run_dir / "diffuser" / "manifest.json").is_file()
-    ]
-    both = modalities_of("composable", cfg, run_dir)
-    rows = condition_rows(dataclasses.replace(req, method="composable"), both, run_dir)
-    results: dict[str, GenerateResult] = {}
-    notes: list[str] = []
-    for method in methods:
-        keep = [method] if method in MODALITIES else both
-        sub = dataclasses.replace(
-            req,
-            method=method,
-            pairs=[{m: r[m] for m in keep} for r in rows],
-            texts=[],
-            masks=[],
-            save_intermediates=req.save_intermediates and method == "collaborative",
-        )
-        results[method] = run(cfg, sub, run_dir, out / method, force=force)
-        notes += [n for n in results[method].notes if n not in notes]
-    first = results[methods[0]]
-    size = first.images[0].shape[0]
-    labels = read_condition_masks([r["mask"] for r in rows], run_dir, size, [])
-    tiles: list[np.ndarray] = []
-    for k in range(len(first.images)):
-        tiles.append(sc.condition_tile(labels[k // req.num].numpy(), size))
-        tiles += [results[m].images[k] for m in methods]
-    layout = {
-        "columns": ["mask", *methods],
-        "rows": [{**rows[k // req.num], "seed": first.seeds[k]} for k in range(len(first.images))],
-    }
-    save_png(out / "compare.png", grid(tiles, ncol=1 + len(methods)), {"layout": layout})
-    esc = html.escape
-    body = []
-    for k in range(len(first.images)):
-        j = k // req.num
-        name = f"{first.seeds[k]:06d}.png" if len(rows) == 1 else f"{j:03d}-{first.seeds[k]:06d}.png"
-        cells = f'<td><img src="masks/{j:03d}.png" width="128" alt="mask"></td>'
-        cells += "".join(f'<td><img src="{m}/{name}" width="128" alt="{m}"></td>' for m in methods)
-        body.append(
-            f"<tr><td>{esc(rows[j].get('text', ''))}<br><small>seed {first.seeds[k]}</small></td>{cells}</tr>"
-        )
-    head = "<th>mask</th>" + "".join(f"<th>{esc(m)}</th>" for m in methods)
-    for j in range(len(rows)):  # the masks as pictures, for the page
-        save_png(
-            out / "masks" / f"{j:03d}.png",
-            sc.condition_tile(labels[j].numpy(), size),
-            {"mask": rows[j]["mask"]},
-        )
-    (out / "compare.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>cdiff: methods side by side</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
-        "td,th{padding:4px;text-align:center;border-bottom:1px solid #ddd}</style></head><body>"
-        "<h1>The same conditions and seeds, each method</h1><p>collaborative: the dynamic diffusers weight the "
-        "models per pixel and step; composable: fixed equal weights (the paper's baseline); text / mask: one "
-        "model alone.</p>"
-        f"<table><tr><th>caption</th>{head}</tr>{''.join(body)}</table></body></html>\n"
-    )
-    return GenerateResult(out, first.images, rows, first.seeds, time.perf_counter() - t0, notes)
+    """Every method for the same conditions and seeds (see :mod:`cdiff.stages.compare`)."""
+    from cdiff.stages import compare
+
+    check_out(out, force)
+    gens = compare.sample_all(cfg, req, run, progress)
+    return compare.write_all(gens, out or next_output_dir(outputs_root or run.root / "samples"))

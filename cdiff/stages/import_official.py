@@ -35,7 +35,7 @@ from cdiff.models.collab import DiffuserSet, export_diffusers
 from cdiff.models.official import KINDS, FilePlan
 from cdiff.models.unimodal import TOKENIZER, UnimodalModel, export_unimodal
 from cdiff.models.vae import export_vae
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, sha256_file
+from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
 
 RESOLUTIONS = (256, 512)
 SCALE_FACTOR = {256: 0.058, 512: 0.141}  # the release's latent scale factors (REFERENCE.md §1)
@@ -113,6 +113,18 @@ def find_files(inputs: list[Path], resolution: int) -> list[Path]:
             )
         files += found
     return files
+
+
+def named_parts(files: list[Path], resolution: int) -> list[str]:
+    """The parts ``files`` will write, as far as their names tell (checked before they are opened).
+
+    Every released file holds the VAE; the other parts are known from ``{res}_<kind>.ckpt`` names
+    (a file named otherwise is told by its keys once opened, and ``begin_stage`` checks its parts).
+    """
+    if not files:
+        return []
+    kinds = {f.name.removeprefix(f"{resolution}_").removesuffix(".ckpt") for f in files}
+    return [p for p in STAGES if p == "vae" or any(k in kinds for k in SOURCES[p])]
 
 
 def open_sources(files: list[Path], cfg: Config, trust_pickle: bool) -> dict[str, Source]:
@@ -220,9 +232,12 @@ def run(
     log=print,
 ) -> ImportReport:
     t0 = time.perf_counter()
-    # 1-2. config and files
+    # 1-2. config and files; finished parts are refused before any file is opened
     cfg = resolve_config(resolution, sets, tokenizer, preset)
-    sources = open_sources(find_files(inputs, resolution), cfg, trust_pickle)
+    files = find_files(inputs, resolution)
+    for part in named_parts(files, resolution):
+        check_output(run_dir / part, force)
+    sources = open_sources(files, cfg, trust_pickle)
     # 3. plan every part and check every shape
     parts = [p for p in STAGES if any(k in sources for k in SOURCES[p])]
     models = target_models(cfg, parts)

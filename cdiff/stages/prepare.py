@@ -31,6 +31,7 @@ from cdiff.errors import InputError
 from cdiff.rundir import (
     atomic_write_text,
     begin_stage,
+    check_output,
     combine_hashes,
     finish_stage,
     hash_tree,
@@ -75,6 +76,7 @@ def run(
     progress: Callable[[int, int], None] | None = None,
 ) -> PrepareReport:
     """Prepare the dataset described by ``cfg.data`` into ``out``."""
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     data = cfg.data
     # 1. source and split

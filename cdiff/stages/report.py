@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cdiff.errors import InputError
-from cdiff.rundir import atomic_write_text
+from cdiff.rundir import atomic_write_text, check_writable
 from cdiff.stages.evaluate import claim_lines, table_rows
 
 STAGES = (
@@ -162,6 +162,7 @@ def run(run_dir: Path, force: bool = False) -> ReportResult:
     out = run_dir / "report.html"
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to write it again")
+    check_writable(out, folder=False)
     root = run_abs = run_dir.resolve()
     sections = {
         "models": _models(run_abs),

@@ -20,26 +20,28 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cdiff import config as cfg_mod
+from cdiff import modalities
 from cdiff.config import Config
-from cdiff.data.masks import NUM_CLASSES
 from cdiff.data.prepared import PreparedDataset
+from cdiff.diffusion.predictors import CollabPredictor, combine, guided, influence_weights
 from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
-from cdiff.models.collab import (
-    DTYPES,
-    Collaboration,
-    DiffuserSet,
-    combine,
-    export_diffusers,
-    influence_weights,
-)
-from cdiff.models.unimodal import MODALITIES, UnimodalModel, load_unimodal
+from cdiff.modalities import Context
+from cdiff.models.collab import DTYPES, Collaboration, DiffuserSet, export_diffusers
+from cdiff.models.unimodal import UnimodalModel, load_unimodal
 from cdiff.models.vae import load_vae
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
+from cdiff.rundir import (
+    begin_stage,
+    check_output,
+    finish_stage,
+    make_manifest,
+    read_manifest,
+    require_stage,
+    sha256_file,
+)
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.conditions import null_condition, raw_conditions
 from cdiff.training.loop import CKPT, Task, fit
 
 GRID_CONDITIONS = 8
@@ -94,11 +96,21 @@ class DiffuserTask(Task):
         raw = {m: batch[f"cond_{m}"] for m in self.collab.modalities}
         with torch.set_grad_enabled(self.keep_expert_graphs):
             conds = self.collab.encode(raw)
-            eps_m = self.collab.expert_eps(z_t, t, conds)
-            if self.guidance != 1.0:  # the guided predictions sampling will combine
-                null = {m: self.nulls[m].to(dev).expand_as(raw[m]) for m in raw}
-                u = self.collab.expert_eps(z_t, t, self.collab.encode(null))
-                eps_m = [ui + self.guidance * (ei - ui) for ei, ui in zip(eps_m, u, strict=True)]
+            if self.guidance == 1.0:
+                eps_m = self.collab.expert_eps(z_t, t, conds)
+            else:  # the guided predictions sampling will combine
+                null = self.collab.encode({m: self.nulls[m].to(dev).expand_as(raw[m]) for m in raw})
+                eps_m = [
+                    guided(
+                        lambda x, ts, c, m=m: self.collab.expert_eps(x, ts, {m: c}, [m])[0],
+                        z_t,
+                        t,
+                        conds[m],
+                        null[m],
+                        self.guidance,
+                    )
+                    for m in self.collab.modalities
+                ]
         weights = influence_weights(self.collab.logits(z_t, t, conds))
         loss = F.mse_loss(combine(eps_m, weights), eps)
         with torch.no_grad():  # what the plain average would score: the diffusers' gain over it
@@ -121,27 +133,23 @@ class DiffuserReport:
 
 
 def check_modalities(cfg: Config) -> list[str]:
-    mods = list(cfg.diffuser.modalities)
-    unknown = [m for m in mods if m not in MODALITIES]
-    if unknown:
-        raise InputError(
-            f"diffuser.modalities: unknown modality {', '.join(unknown)}; known: {', '.join(MODALITIES)}"
-        )
-    return mods
+    return modalities.check(cfg.diffuser.modalities)
 
 
 def parameter_counts(cfg: Config) -> dict[str, int]:
     """Exact counts of the diffusers, built on the meta device (no memory)."""
     latent = cfg.data.resolution // 2 ** (len(cfg.vae.block_out_channels) - 1)
-    extra = {"mask": NUM_CLASSES} if cfg.unimodal.mask_concat else {}
-    check_modalities(cfg)
-    with torch.device("meta"):
+    with torch.device("meta"):  # the experts' extra input channels, as their encoders declare them
+        encoders = {
+            m: modalities.get(m).build_encoder(cfg.unimodal, latent, 8) for m in check_modalities(cfg)
+        }
+        extra = {m: e.extra_in for m, e in encoders.items() if e.extra_in}
         return DiffuserSet(cfg.diffuser, cfg.vae.latent_channels, latent, extra).parameter_counts()
 
 
-def load_experts(run_dir: Path, modalities: list[str], dtype: str = "float32") -> dict[str, UnimodalModel]:
+def load_experts(run_dir: Path, mods: list[str], dtype: str = "float32") -> dict[str, UnimodalModel]:
     experts = {}
-    for m in modalities:
+    for m in mods:
         require_stage(
             run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
         )
@@ -158,7 +166,7 @@ def build_diffusers(cfg: Config, experts: dict[str, UnimodalModel], latent_chann
                 f"diffuser.unet.cross_attention_dim ({cfg.diffuser.unet.cross_attention_dim}) must equal the "
                 f"{m} expert's token width ({w}); set --set diffuser.unet.cross_attention_dim={w}"
             )
-    extra = {m: NUM_CLASSES for m, e in experts.items() if e.concat}
+    extra = {m: e.extra_in for m, e in experts.items() if e.extra_in}
     return DiffuserSet(cfg.diffuser, latent_channels, latent_size, extra), extra
 
 
@@ -172,21 +180,26 @@ def run(
     resume: bool = False,
     log=print,
 ) -> DiffuserReport:
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. inputs: data, VAE, experts, latent cache
-    modalities = check_modalities(cfg)
+    mods = check_modalities(cfg)
     data = PreparedDataset.open(data_dir)
     vae_dir = run_dir / "vae"
     require_stage(vae_dir, "train-vae", f"cdiff train-vae --run {run_dir}")
     vae, vae_meta = load_vae(vae_dir)
-    experts = load_experts(run_dir, modalities, cfg.diffuser.expert_dtype)
-    max_len = {m: e.cfg.text_encoder.max_length for m, e in experts.items()}
+    experts = load_experts(run_dir, mods, cfg.diffuser.expert_dtype)
+    res = vae_meta["resolution"]
+    ctx = {
+        m: Context(res, {"unimodal": cfg_mod.to_dict(e.cfg)}, data=data, run_dir=run_dir)
+        for m, e in experts.items()
+    }
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
     train_ids = data.split("train")
-    cond = {m: raw_conditions(data, train_ids, m, max_len[m]) for m in modalities}
+    cond = {m: modalities.get(m).from_dataset(data, train_ids, ctx[m]) for m in mods}
     torch.manual_seed(cfg.diffuser.train.seed)  # the initial weights are part of a reproducible run
     diffusers, extra = build_diffusers(cfg, experts, vae_meta["latent_channels"], vae_meta["latent_size"])
-    collab = Collaboration(experts, diffusers, modalities)
+    collab = Collaboration(experts, diffusers, mods)
     nulls = None
     if cfg.diffuser.train_guidance != 1.0:
         plain = [m for m, e in experts.items() if e.cfg.cond_dropout <= 0]
@@ -194,20 +207,19 @@ def run(
             raise InputError(
                 f"diffuser.train_guidance needs experts trained with condition dropout; the {plain[0]} model was not"
             )
-        tok = data.tokenizer() if "text" in modalities else None
-        nulls = {m: null_condition(m, cond[m][:1], tok, max_len[m])[0] for m in modalities}
+        nulls = {m: modalities.get(m).null(cond[m], ctx[m]) for m in mods}
     task = DiffuserTask(collab, cfg, vae_meta["scale_factor"], nulls=nulls)
     partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
 
     # 2-3. train, with collaborative validation grids
     val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
-    val_cond = {m: raw_conditions(data, val_ids, m, max_len[m]) for m in modalities}
+    val_cond = {m: modalities.get(m).from_dataset(data, val_ids, ctx[m]) for m in mods}
 
     def on_sample(step: int, t: Task) -> None:
         images = sc.preview_images(
-            sc.CollabPredictor(t.collab), t.collab, vae, vae_meta, cfg, val_cond, len(val_ids)
+            CollabPredictor(t.collab, "collaborative"), t.collab, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
-        _save_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, images)
+        _save_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, mods, images)
 
     result = fit(
         task,
@@ -224,9 +236,7 @@ def run(
         "latent_channels": vae_meta["latent_channels"],
         "latent_size": vae_meta["latent_size"],
         "extra_in": extra,
-        "experts": {
-            m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in modalities
-        },
+        "experts": {m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in mods},
     }
     export_diffusers(partial, diffusers, meta)
     (partial / CKPT).unlink(missing_ok=True)
@@ -242,7 +252,7 @@ def run(
                 "path": str(vae_dir),
                 "sha256": read_manifest(vae_dir)["outputs"]["model.safetensors"]["sha256"],
             },
-            **{m: {"path": str(run_dir / m), "sha256": meta["experts"][m]} for m in modalities},
+            **{m: {"path": str(run_dir / m), "sha256": meta["experts"][m]} for m in mods},
         },
         {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
         time.perf_counter() - t0,
@@ -260,18 +270,22 @@ def run(
     )
 
 
-def _save_grid(path: Path, data: PreparedDataset, ids: list[str], images: list[np.ndarray]) -> None:
-    """Rows of (mask, caption's source image, collaborative sample)."""
+def _save_grid(
+    path: Path, data: PreparedDataset, ids: list[str], mods: list[str], images: list[np.ndarray]
+) -> None:
+    """Rows of (each condition's picture, the source image, collaborative sample)."""
     size = images[0].shape[0]
     records = data.records()
+    pictured = [m for m in mods if modalities.get(m).pictured]
     tiles: list[np.ndarray] = []
     for sample_id, im in zip(ids, images, strict=True):
-        tiles += [sc.condition_tile(data.label(sample_id), size), data.image(sample_id), im]
+        tiles += [modalities.get(m).source_tile(data, sample_id, size) for m in pictured]
+        tiles += [data.image(sample_id), im]
     meta = {
-        "layout": "triples: mask, the caption's source image, collaborative sample",
+        "layout": f"rows: the {', the '.join(pictured) or 'conditions'}, the source image, collaborative sample",
         "captions": [records[i]["caption"] for i in ids],
     }
-    save_png(path, grid(tiles, ncol=6), meta)
+    save_png(path, grid(tiles, ncol=2 * (len(pictured) + 2)), meta)
 
 
 __all__ = ["DiffuserTask", "parameter_counts", "run"]

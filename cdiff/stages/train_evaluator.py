@@ -33,7 +33,7 @@ from cdiff.imageio import grid, save_png
 from cdiff.metrics import mean_iou, nanmean
 from cdiff.models import evaluator as ev
 from cdiff.models.vae import load_vae, reconstruct
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, sha256_file
+from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
 from cdiff.training.loop import CKPT, METRICS, Task, fit
 
 GRID_IMAGES = 8
@@ -219,6 +219,7 @@ def run(
     resume: bool = False,
     log=print,
 ) -> EvaluatorReport:
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. data and models
     data = PreparedDataset.open(data_dir)

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,25 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cdiff import config as cfg_mod
+from cdiff import modalities
 from cdiff.config import Config
-from cdiff.data.prepared import TOKENIZER, PreparedDataset
+from cdiff.data.prepared import PreparedDataset
+from cdiff.diffusion.predictors import single
 from cdiff.diffusion.schedule import alphas_cumprod, q_sample
-from cdiff.models.unimodal import MODALITIES, UnimodalModel, export_unimodal
+from cdiff.modalities import Context
+from cdiff.models.unimodal import UnimodalModel, export_unimodal
 from cdiff.models.vae import load_vae
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, read_manifest, require_stage, sha256_file
+from cdiff.rundir import (
+    begin_stage,
+    check_output,
+    finish_stage,
+    make_manifest,
+    read_manifest,
+    require_stage,
+    sha256_file,
+)
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.conditions import null_condition, raw_conditions
 from cdiff.training.loop import CKPT, Task, fit
 
 GRID_CONDITIONS = 8
@@ -102,10 +111,7 @@ def parameter_counts(cfg: Config, modality: str, vocab_size: int | None = None) 
         counts = UnimodalModel(
             cfg.unimodal, modality, cfg.vae.latent_channels, latent, vocab
         ).parameter_counts()
-    if modality == "text" and not cfg.unimodal.text_encoder.output_layer:
-        w = cfg.unimodal.text_encoder.width
-        counts["release's unused text output layer (not built)"] = w * vocab + vocab
-    return counts
+    return counts | modalities.get(modality).parameter_notes(cfg.unimodal, vocab)
 
 
 def run(
@@ -119,6 +125,7 @@ def run(
     resume: bool = False,
     log=print,
 ) -> UnimodalReport:
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. inputs
     data = PreparedDataset.open(data_dir)
@@ -127,26 +134,26 @@ def run(
     _, vae_meta = load_vae(vae_dir)
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
     train_ids = data.split("train")
-    max_len = cfg.unimodal.text_encoder.max_length
-    cond = raw_conditions(data, train_ids, modality, max_len)
-    tokenizer = data.tokenizer() if modality == "text" else None
-    vocab = len(tokenizer) if tokenizer is not None else None
+    kind = modalities.get(modality)
+    ctx = Context(
+        vae_meta["resolution"], {"unimodal": cfg_mod.to_dict(cfg.unimodal)}, data=data, run_dir=run_dir
+    )
+    cond = kind.from_dataset(data, train_ids, ctx)
+    vocab = kind.vocab_size(data)
     torch.manual_seed(cfg.unimodal.train.seed)  # the initial weights are part of a reproducible run
     model = UnimodalModel(cfg.unimodal, modality, vae_meta["latent_channels"], vae_meta["latent_size"], vocab)
-    null = (
-        null_condition(modality, cond[:1], tokenizer, max_len)[0] if cfg.unimodal.cond_dropout > 0 else None
-    )
+    null = kind.null(cond, ctx) if cfg.unimodal.cond_dropout > 0 else None
     task = UnimodalTask(model, cfg, vae_meta["scale_factor"], null)
     partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
 
     # 2-3. train, with validation grids
     val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
-    val_cond = raw_conditions(data, val_ids, modality, max_len)
+    val_cond = {modality: kind.from_dataset(data, val_ids, ctx)}
     vae, _ = load_vae(vae_dir)
 
     def on_sample(step: int, t: Task) -> None:
         images = sc.preview_images(
-            sc.UnimodalPredictor(t.model), t.model, vae, vae_meta, cfg, val_cond, len(val_ids)
+            single(t.model, modality), t.model, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
         sc.save_condition_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, modality, images)
 
@@ -165,8 +172,7 @@ def run(
         "resolution": vae_meta["resolution"],
     }
     export_unimodal(partial, model, meta)
-    if tokenizer is not None:
-        shutil.copytree(data.root / TOKENIZER, partial / TOKENIZER, dirs_exist_ok=True)
+    kind.export_assets(data, partial)
     (partial / CKPT).unlink(missing_ok=True)
     counts = model.parameter_counts()
     final_loss = sc.last_metric(partial, "loss")
@@ -191,4 +197,4 @@ def run(
     )
 
 
-__all__ = ["MODALITIES", "parameter_counts", "run"]
+__all__ = ["parameter_counts", "run"]

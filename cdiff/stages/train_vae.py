@@ -24,7 +24,7 @@ from cdiff.imageio import grid, save_png
 from cdiff.models.build import build_vae, count_parameters
 from cdiff.models.vae import export_vae, latent_scale_factor, psnr, reconstruct
 from cdiff.models.vae_loss import PatchGAN, VGGPerceptual, find_vgg16, hinge_d_loss
-from cdiff.rundir import begin_stage, finish_stage, make_manifest, sha256_file
+from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
 from cdiff.training.loop import CKPT, METRICS, Task, fit
 
 GRID_IMAGES = 8
@@ -95,6 +95,7 @@ def parameter_counts(cfg: Config) -> dict[str, int]:
 def run(
     cfg: Config, data_dir: Path, out: Path, *, force: bool = False, resume: bool = False, log=print
 ) -> VAEReport:
+    check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. data and models
     data = PreparedDataset.open(data_dir)

@@ -24,13 +24,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from cdiff import modalities as registry
 from cdiff.data.datasets import to_uint8
-from cdiff.data.masks import colorize
+from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.imageio import save_png
+from cdiff.modalities import Context
 from cdiff.models.vae import load_vae
 from cdiff.rundir import atomic_write_json, partial_dir
-from cdiff.stages.conditions import read_condition_masks
 from cdiff.viz import colorbar, colormap, label, overlay, save_gif, tile_grid, titled, upscale
 
 INTERMEDIATES = "intermediates"
@@ -192,12 +193,15 @@ def _visualize_one(
     with Image.open(gen_dir / rec["file"]) as im:
         result = np.asarray(im.convert("RGB"))
     conds = rec.get("conditions", {})
-    if "mask" in conds:
-        label_map = read_condition_masks([conds["mask"]], run_dir, res, [])[0].numpy()
-        colours = colorize(label_map)
+    pictured = [m for m in conds if m in registry.names() and registry.get(m).pictured]
+    for n, m in enumerate(pictured):
+        data = PreparedDataset.open(run_dir / "data") if (run_dir / "data").is_dir() else None
+        kind = registry.get(m)
+        colours = kind.tile(kind.read([conds[m]], Context(res, data=data), [])[0], res)
         picture = tile_grid([colours, result, overlay(result, colours)], 3)
-        save_png(folder / "overlay.png", titled(picture, "mask | result | mask over the result"), {})
-        files["mask over the result"] = "overlay.png"
+        name = "overlay.png" if n == 0 else f"overlay_{m}.png"
+        save_png(folder / name, titled(picture, f"{m} | result | {m} over the result"), {})
+        files[f"{m} over the result"] = name
     # animation: x_t | predicted x_0 | influence maps, one frame per step
     frames = []
     for s, t in enumerate(ts):

@@ -1,0 +1,107 @@
+"""``generate --method all``: every method for the same conditions and seeds, side by side.
+
+Writes ``OUT/<method>/`` (each a whole ``generate`` output), ``compare.png`` (a row per image: the
+conditions' pictures, then each method) and ``compare.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cdiff import modalities
+from cdiff.config import Config
+from cdiff.errors import InputError
+from cdiff.imageio import grid, save_png
+from cdiff.stages import generate as gen
+from cdiff.stages.run import Run
+
+
+def methods_for(run: Run) -> list[str]:
+    """Every method the run has models for (collaborative only with trained diffusers)."""
+    return [m for m in gen.methods() if m != "collaborative" or run.has("diffuser")]
+
+
+def sample_all(
+    cfg: Config, req: gen.GenerateRequest, run: Run, progress: Callable[[int, int], None] | None = None
+) -> dict[str, gen.Generation]:
+    """One :class:`~cdiff.stages.generate.Generation` per method, the same conditions and seeds for all."""
+    s = cfg.sample
+    if s.weights is not None or s.reweight != "none" or s.influence_every != 1:
+        raise InputError(
+            "--method all compares the methods at their defaults; drop --weights/--reweight/--influence-every"
+        )
+    both = gen.modalities_of("composable", cfg, run)
+    rows = gen.condition_rows(dataclasses.replace(req, method="composable"), both, run)
+    out: dict[str, gen.Generation] = {}
+    for method in [m for m in methods_for(run) if m in gen.MULTI or m in both]:
+        keep = [method] if method not in gen.MULTI else both
+        sub = dataclasses.replace(
+            req,
+            method=method,
+            pairs=[{m: r[m] for m in keep} for r in rows],
+            conditions={},
+            save_intermediates=req.save_intermediates and method == "collaborative",
+        )
+        out[method] = gen.sample(dataclasses.replace(cfg), sub, run, progress)
+    return out
+
+
+def write_all(gens: dict[str, gen.Generation], out: Path) -> gen.GenerateResult:
+    """Each method into ``out/<method>/``, then ``compare.png``, the condition pictures and ``compare.html``."""
+    t0 = time.perf_counter()
+    results = {m: gen.write(g, out / m) for m, g in gens.items()}
+    notes = list(dict.fromkeys(n for g in gens.values() for n in g.notes))
+    names = list(gens)
+    first = gens[names[0]]
+    size = first.images[0].shape[0]
+    both = max((g.modalities for g in gens.values()), key=len)
+    pictured = [m for m in both if modalities.get(m).pictured]
+    rows = results[names[0]].conditions
+    tiles: list[np.ndarray] = []
+    for k in range(len(first.images)):
+        tiles += [modalities.get(m).tile(first.raw[m][k // first.num], size) for m in pictured]
+        tiles += [gens[m].images[k] for m in names]
+    layout = {
+        "columns": [*pictured, *names],
+        "rows": [{**rows[k // first.num], "seed": first.seeds[k]} for k in range(len(first.images))],
+    }
+    save_png(out / "compare.png", grid(tiles, ncol=len(pictured) + len(names)), {"layout": layout})
+    for j, row in enumerate(rows):  # the conditions as pictures, for the page
+        for m in pictured:
+            tile = modalities.get(m).tile(first.raw[m][j], size)
+            save_png(out / modalities.get(m).plural / f"{j:03d}.png", tile, {m: row[m]})
+    (out / "compare.html").write_text(_page(first, rows, names, pictured))
+    wall = sum(r.wall_time_s for r in results.values()) + time.perf_counter() - t0
+    return gen.GenerateResult(out, first.images, rows, first.seeds, wall, notes)
+
+
+def _page(first: gen.Generation, rows: list[dict], names: list[str], pictured: list[str]) -> str:
+    esc = html.escape
+    body = []
+    for k in range(len(first.images)):
+        j, name = k // first.num, gen.file_name(first, k)
+        captions = [c for m, v in rows[j].items() if (c := modalities.get(m).caption(v)) is not None]
+        cells = "".join(
+            f'<td><img src="{modalities.get(m).plural}/{j:03d}.png" width="128" alt="{m}"></td>'
+            for m in pictured
+        )
+        cells += "".join(f'<td><img src="{m}/{name}" width="128" alt="{m}"></td>' for m in names)
+        body.append(
+            f"<tr><td>{esc(' '.join(captions))}<br><small>seed {first.seeds[k]}</small></td>{cells}</tr>"
+        )
+    head = "".join(f"<th>{esc(m)}</th>" for m in [*pictured, *names])
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>cdiff: methods side by side</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
+        "td,th{padding:4px;text-align:center;border-bottom:1px solid #ddd}</style></head><body>"
+        "<h1>The same conditions and seeds, each method</h1><p>collaborative: the dynamic diffusers weight the "
+        "models per pixel and step; composable: fixed equal weights (the paper's baseline); the others: one "
+        "model alone.</p>"
+        f"<table><tr><th>caption</th>{head}</tr>{''.join(body)}</table></body></html>\n"
+    )
