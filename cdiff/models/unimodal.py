@@ -21,8 +21,8 @@ from cdiff import modalities
 from cdiff.config import UnimodalConfig
 from cdiff.errors import InputError
 from cdiff.modalities.mask import onehot_map, onehot_tokens  # noqa: F401  (re-exported for callers)
-from cdiff.models.build import build_unet
 from cdiff.modalities.text import TOKENIZER  # noqa: F401  (the tokenizer folder beside a text model)
+from cdiff.models.build import build_unet
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
