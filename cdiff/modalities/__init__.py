@@ -13,6 +13,7 @@ the package (the test suite registers a toy one).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class Context:
 
 
 class ConditionEncoder(nn.Module):
-    """What a modality's encoder is: raw condition rows → ``{"tokens": (B, n, C), ...}``.
+    """What a modality's encoder is: ``encode(raw rows)`` → ``{"tokens": (B, n, C), ...}``.
 
     ``extra_in`` input channels (a ``"concat"`` entry of ``(B, extra_in, h, w)``) are
     concatenated to the UNet's input when non-zero.
@@ -50,12 +51,9 @@ class ConditionEncoder(nn.Module):
 
     extra_in: int = 0
 
-    def encode(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
-        raise NotImplementedError
 
-
-class Modality:
-    """The interface of a modality module; subclass it and :func:`register` an instance."""
+class Modality(ABC):
+    """The interface of a modality module; subclass it, implement the abstract methods, :func:`register` it."""
 
     name: str = ""
     option: str = ""  # the CLI option of generate (e.g. --text); empty: only --cond NAME=VALUE
@@ -70,9 +68,9 @@ class Modality:
         """The folder name for pictures of this modality's conditions (``masks/``)."""
         return self.name + "s"
 
+    @abstractmethod
     def build_encoder(self, cfg: Any, latent_size: int, vocab_size: int | None = None) -> ConditionEncoder:
         """The condition encoder of a uni-modal model (``cfg``: the ``unimodal`` config section)."""
-        raise NotImplementedError
 
     def vocab_size(self, data: Any) -> int | None:
         """The encoder's vocabulary size from the prepared dataset, when it has one."""
@@ -83,23 +81,24 @@ class Modality:
         return {}
 
     def export_assets(self, data: Any, folder: Path) -> None:
-        """Files a trained expert needs beside its weights (e.g. the tokenizer)."""
+        """Files a trained expert needs beside its weights (e.g. the tokenizer); none by default."""
+        return None
 
+    @abstractmethod
     def from_dataset(self, data: Any, ids: list[str], ctx: Context) -> torch.Tensor:
         """Raw conditions of prepared samples ``ids``, one row each."""
-        raise NotImplementedError
 
     def dataset_value(self, data: Any, sample_id: str) -> str:
         """A JSON value that :meth:`read` turns back into sample ``sample_id``'s condition."""
         return f"val:{sample_id}"
 
+    @abstractmethod
     def read(self, values: list[Any], ctx: Context, notes: list[str]) -> torch.Tensor:
         """Raw conditions, one row per user value (what the CLI, JSONL and the API give)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def null(self, like: torch.Tensor, ctx: Context) -> torch.Tensor:
         """The null condition (classifier-free guidance) shaped like one row of ``like``: ``like[:1]``."""
-        raise NotImplementedError
 
     def record(self, value: Any) -> str:
         """A JSON-able record of a user value (a path or caption as given; arrays as a description)."""
