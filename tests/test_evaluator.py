@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cdiff.cli import app
 from cdiff.data.prepared import PreparedDataset
-from cdiff.models import evaluator as ev
+from cdiff.models import store
 from cdiff.stages.train_evaluator import augment
 
 runner = CliRunner()
@@ -47,7 +47,8 @@ def test_evaluator_trains_to_a_stated_accuracy(tmp_path):
     assert val["parser_accuracy"] >= 0.8, val
     assert val["gender_accuracy"] >= 0.8, val
     # the exported models load and read an image as the training run did
-    parser, classifier, spec, meta = ev.load(run / "evaluator")
+    models, meta = store.load(run / "evaluator", "evaluator")
+    parser, classifier, spec = models.parser, models.classifier, models.spec
     assert spec.attributes == {"gender": 2, "beard": 4, "age": 5} and meta["metrics"]["val"] == val
     x = torch.zeros(2, 3, 32, 32)
     assert parser(x).shape == (2, 19, 32, 32) and classifier(x)["age"].shape == (2, 5)

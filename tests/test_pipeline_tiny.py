@@ -707,7 +707,7 @@ def test_evaluate_end_to_end_and_report(run_dir, tmp_path):
         assert rec["fd_evaluator"] >= 0 and "fid_50" not in rec  # no Inception weights here
     assert len(metrics["claims"]) == 4 and all(c["pairs"] > 0 for c in metrics["claims"])
     pairs = metrics["pairs"]
-    assert len(pairs) == 4 and all(p["mask_of"] != p["caption_of"] for p in pairs)
+    assert len(pairs) == 4 and all(p["mask_of"] != p["text_of"] for p in pairs)
     assert [p["seed"] for p in pairs] == [0, 1, 2, 3]
     # every method drew pair k from the same seed: the files carry it
     for meth in metrics["methods"]:

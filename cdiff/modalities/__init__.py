@@ -134,6 +134,27 @@ class Modality(ABC):
         """A class map to draw over a result (visualize), or None."""
         return None
 
+    # ---- evaluation (``cdiff evaluate``) --------------------------------------------------------
+    # A modality that can be judged names its per-image scores (``columns``: key → (title, short
+    # title), in table order) and its ``headline`` score (the paper's claims compare methods on it).
+    columns: dict[str, tuple[str, str]] = {}
+    headline: str = ""
+    judged_by: str = ""  # how the scores are read, for pages
+
+    def truth(self, data: Any, ids: list[str], judges: Any) -> Any:
+        """What images made from the conditions of prepared faces ``ids`` are judged against."""
+        return None
+
+    def judge(self, judges: Any, images: torch.Tensor, truth: Any) -> dict[str, torch.Tensor]:
+        """Per-image scores of ``images`` (B, 3, H, W in [-1, 1]) against ``truth``; ``judges``: the
+        evaluator models (:class:`cdiff.models.evaluator.Evaluator`). Keys with one value per image
+        are scores; others (a parsed map) are what :meth:`reading` draws. None by default."""
+        return {}
+
+    def reading(self, scores: dict[str, torch.Tensor], j: int) -> np.ndarray | None:
+        """A picture of what the judges read in image ``j`` (the parser's map), or None."""
+        return None
+
 
 _REGISTRY: dict[str, Modality] = {}
 

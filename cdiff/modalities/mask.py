@@ -150,5 +150,27 @@ class Mask(Modality):
     def overlay(self, raw_row: torch.Tensor, size: int) -> np.ndarray:
         return resize_label(raw_row.numpy(), size)
 
+    # the face parser's reading against the input mask, at full size and at the release's 32x32
+    columns = {
+        "mask_accuracy_32": ("mask acc. (32×32)", "mask 32"),
+        "mask_accuracy": ("mask acc. (full)", "mask"),
+    }
+    headline = "mask_accuracy"
+    judged_by = "mask accuracy: the face parser's reading against the input mask"
+
+    def truth(self, data: Any, ids: list[str], judges: Any) -> torch.Tensor:
+        return torch.from_numpy(np.stack([data.label(i) for i in ids]))
+
+    def judge(self, judges: Any, images: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+        from cdiff.models.evaluator import parse_scores
+
+        size = images.shape[-1]
+        if truth.shape[-1] != size:
+            truth = torch.from_numpy(np.stack([resize_label(lb.numpy(), size) for lb in truth]))
+        return parse_scores(judges.parser, images, truth)
+
+    def reading(self, scores: dict[str, torch.Tensor], j: int) -> np.ndarray:
+        return colorize(scores["parsed"][j].numpy())
+
 
 MASK = register(Mask())

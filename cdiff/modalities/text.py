@@ -96,5 +96,22 @@ class Text(Modality):
     def caption(self, value: Any) -> str:
         return str(value)
 
+    # the attribute classifier against what the caption states (gender, beard, age, ...)
+    columns = {"text_accuracy": ("text acc.", "text")}
+    headline = "text_accuracy"
+    judged_by = "text accuracy: the attribute classifier against what the caption states"
+
+    def truth(self, data: Any, ids: list[str], judges: Any) -> torch.Tensor:
+        from cdiff.data.attributes import stated
+
+        records, source = data.records(), data.manifest["config"]["data"]["source"]
+        names = list(judges.spec.attributes)
+        return torch.tensor([[stated(records[i], source)[a] for a in names] for i in ids], dtype=torch.long)
+
+    def judge(self, judges: Any, images: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+        from cdiff.models.evaluator import attribute_scores
+
+        return attribute_scores(judges.classifier, images, truth)
+
 
 TEXT = register(Text())

@@ -14,19 +14,18 @@ release's inference-only re-weighting (mask early, text late) is :func:`released
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cdiff import config as cfg_mod
 from cdiff.config import DiffuserConfig, UNetConfig
 from cdiff.diffusion.predictors import combine, influence_weights
 from cdiff.errors import InputError
+from cdiff.models import store
 from cdiff.models.build import build_unet
 from cdiff.models.unimodal import UnimodalModel
 
@@ -172,24 +171,36 @@ class Collaboration(nn.Module):
 # ---- export / load ---------------------------------------------------------------------------
 
 
+def diffuser_record(diffusers: DiffuserSet, meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``config.json`` says of a diffuser set: architecture (its modalities) and ``meta``."""
+    return {"diffuser": cfg_mod.to_dict(diffusers.cfg), **meta}
+
+
+def _build(record: dict[str, Any]) -> DiffuserSet:
+    cfg = cfg_mod.build(DiffuserConfig, record["diffuser"])
+    return DiffuserSet(cfg, record["latent_channels"], record["latent_size"], record.get("extra_in"))
+
+
+store.register(
+    store.Kind(
+        "diffuser",
+        "set of dynamic diffusers",
+        build=_build,
+        parts=lambda diffusers: {WEIGHTS: diffusers.nets},  # keys ``<modality>.unet.*``
+        files=(WEIGHTS,),
+        command=lambda folder: f"cdiff train-diffuser --run {folder.parent}",
+    )
+)
+
+
 def export_diffusers(folder: Path, diffusers: DiffuserSet, meta: dict[str, Any]) -> None:
-    """``model.safetensors`` (``<modality>.unet.*``) + ``config.json`` describing how to rebuild it."""
-    state = {k: v.detach().contiguous().cpu() for k, v in diffusers.nets.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})  # one key: byte-identical files
-    record = {"kind": "diffuser", "diffuser": cfg_mod.to_dict(diffusers.cfg), **meta}
-    (folder / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    """``model.safetensors`` + ``config.json`` (see :mod:`cdiff.models.store`)."""
+    store.save(folder, "diffuser", diffusers, diffuser_record(diffusers, meta))
 
 
 def load_diffusers(folder: str | Path, device: str | torch.device = "cpu") -> tuple[DiffuserSet, dict]:
     """Trained dynamic diffusers (eval, frozen) and their ``config.json`` record."""
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise InputError(f"no dynamic diffusers in {folder}; run `cdiff train-diffuser` first")
-    meta = json.loads((folder / CONFIG).read_text())
-    cfg = cfg_mod.build(DiffuserConfig, meta["diffuser"])
-    nets = DiffuserSet(cfg, meta["latent_channels"], meta["latent_size"], meta.get("extra_in"))
-    nets.nets.load_state_dict({k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()})
-    return nets.to(device).eval().requires_grad_(False), meta
+    return store.load(folder, "diffuser", device)
 
 
 __all__ = [

@@ -9,19 +9,17 @@ each net resizes to its ``input_size`` and the parser returns logits at the inpu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cdiff.config import to_dict
 from cdiff.data.masks import NUM_CLASSES
-from cdiff.errors import InputError
 from cdiff.metrics import attribute_hits, nearest_labels, pixel_accuracy, protocol_labels, text_accuracy
+from cdiff.models import store
 
 PARSER, CLASSIFIER, CONFIG = "parser.safetensors", "classifier.safetensors", "config.json"
 
@@ -120,6 +118,46 @@ class AttributeClassifier(nn.Module):
 
 
 @torch.no_grad()
+def parse_scores(
+    parser: FaceParser, x: torch.Tensor, labels: torch.Tensor, batch: int = 64
+) -> dict[str, torch.Tensor]:
+    """Per image (``x`` in [-1, 1]): the parser's pixel accuracy against ``labels`` at full size
+    (``mask_accuracy``) and at the 32x32 protocol (``mask_accuracy_32``), and its ``parsed`` label maps."""
+    full, small, parsed = [], [], []
+    for i in range(0, len(x), batch):
+        lb = labels[i : i + batch].long()
+        probs = parser(x[i : i + batch]).softmax(1)
+        pred = probs.argmax(1)
+        parsed.append(pred.byte())
+        full.append(pixel_accuracy(pred, lb))
+        small.append(pixel_accuracy(protocol_labels(probs), nearest_labels(lb)))
+    return {
+        "mask_accuracy": torch.cat(full),
+        "mask_accuracy_32": torch.cat(small),
+        "parsed": torch.cat(parsed),
+    }
+
+
+@torch.no_grad()
+def features(classifier: AttributeClassifier, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """The classifier's pooled features of ``x``, in batches."""
+    return torch.cat([classifier.features(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def attribute_scores(
+    classifier: AttributeClassifier, x: torch.Tensor, targets: torch.Tensor, batch: int = 64
+) -> dict[str, torch.Tensor]:
+    """Per image: ``text_accuracy`` (the share of stated attributes the classifier agrees with) and
+    ``<attribute>_hit`` (1, 0 or nan where the caption states nothing; ``targets`` column k: ``-1``)."""
+    f = features(classifier, x, batch)
+    names = list(classifier.heads)
+    hits = attribute_hits(
+        {n: head(f) for n, head in classifier.heads.items()}, {n: targets[:, k] for k, n in enumerate(names)}
+    )
+    return {"text_accuracy": text_accuracy(hits), **{f"{n}_hit": h for n, h in hits.items()}}
+
+
 def judge(
     parser: FaceParser,
     classifier: AttributeClassifier,
@@ -128,31 +166,11 @@ def judge(
     targets: torch.Tensor,
     batch: int = 64,
 ) -> dict[str, torch.Tensor]:
-    """Score images ``x`` (in [-1, 1]) against label maps and attribute targets (``-1``: unknown), per image.
-
-    Returns ``mask_accuracy`` (full size), ``mask_accuracy_32`` (the 32x32 protocol), ``<attribute>_hit``
-    (1, 0 or nan), ``text_accuracy``, the classifier's ``features`` and the ``parsed`` label maps.
-    """
-    names = list(classifier.heads)
-    full, small, parsed, feats = [], [], [], []
-    for i in range(0, len(x), batch):
-        xb, lb = x[i : i + batch], labels[i : i + batch].long()
-        probs = parser(xb).softmax(1)
-        pred = probs.argmax(1)
-        parsed.append(pred.byte())
-        full.append(pixel_accuracy(pred, lb))
-        small.append(pixel_accuracy(protocol_labels(probs), nearest_labels(lb)))
-        feats.append(classifier.features(xb))
-    features = torch.cat(feats)
-    logits = {n: head(features) for n, head in classifier.heads.items()}
-    hits = attribute_hits(logits, {n: targets[:, k] for k, n in enumerate(names)})
+    """Both judges at once: :func:`parse_scores`, :func:`attribute_scores` and the ``features``."""
     return {
-        "mask_accuracy": torch.cat(full),
-        "mask_accuracy_32": torch.cat(small),
-        **{f"{n}_hit": h for n, h in hits.items()},
-        "text_accuracy": text_accuracy(hits),
-        "features": features,
-        "parsed": torch.cat(parsed),
+        **parse_scores(parser, x, labels, batch),
+        **attribute_scores(classifier, x, targets, batch),
+        "features": features(classifier, x, batch),
     }
 
 
@@ -164,37 +182,31 @@ def build(spec: EvaluatorSpec) -> tuple[FaceParser, AttributeClassifier]:
     return parser, classifier
 
 
+class Evaluator(nn.Module):
+    """The two evaluator nets and the spec they were built from (one model-store entry)."""
+
+    def __init__(self, spec: EvaluatorSpec, nets: tuple[FaceParser, AttributeClassifier] | None = None):
+        super().__init__()
+        self.spec = spec
+        self.parser, self.classifier = nets or build(spec)
+
+
+store.register(
+    store.Kind(
+        "evaluator",
+        "evaluator models",
+        build=lambda record: Evaluator(EvaluatorSpec(**record["evaluator"])),
+        parts=lambda ev: {PARSER: ev.parser, CLASSIFIER: ev.classifier},
+        files=(PARSER, CLASSIFIER),
+        command=lambda folder: f"cdiff train-evaluator --run {folder.parent}",
+    )
+)
+
+
 def export(
     folder: Path, parser: FaceParser, classifier: AttributeClassifier, spec: EvaluatorSpec, meta: dict
 ) -> None:
     """``parser.safetensors``, ``classifier.safetensors`` and ``config.json`` (spec + metrics)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, module in ((PARSER, parser), (CLASSIFIER, classifier)):
-        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        tmp = folder / f".{name}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        tmp.replace(folder / name)
-    (folder / CONFIG).write_text(json.dumps({"evaluator": to_dict(spec), **meta}, indent=2) + "\n")
-
-
-def load(
-    folder: str | Path, device: str | torch.device = "cpu"
-) -> tuple[FaceParser, AttributeClassifier, EvaluatorSpec, dict]:
-    """The evaluator models in eval mode, their spec and their record (``config.json``)."""
-    folder = Path(folder)
-    if not (folder / CONFIG).is_file():
-        raise InputError(
-            f"no evaluator models in {folder}; train them: cdiff train-evaluator --run {folder.parent}"
-        )
-    try:
-        meta = json.loads((folder / CONFIG).read_text())
-        spec = EvaluatorSpec(**meta["evaluator"])
-        parser, classifier = build(spec)
-        parser.load_state_dict(load_file(str(folder / PARSER)))
-        classifier.load_state_dict(load_file(str(folder / CLASSIFIER)))
-    except (OSError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"evaluator models in {folder} cannot be read ({type(exc).__name__}); retrain them: "
-            f"cdiff train-evaluator --run {folder.parent} --force"
-        ) from None
-    return parser.to(device).eval(), classifier.to(device).eval(), spec, meta
+    store.save(
+        folder, "evaluator", Evaluator(spec, (parser, classifier)), {"evaluator": to_dict(spec), **meta}
+    )

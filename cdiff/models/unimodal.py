@@ -8,20 +8,18 @@ UNet input (the demo mask model's ``mask_concat``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cdiff import config as cfg_mod
 from cdiff import modalities
 from cdiff.config import UnimodalConfig
-from cdiff.errors import InputError
 from cdiff.modalities.mask import onehot_map, onehot_tokens  # noqa: F401  (re-exported for callers)
 from cdiff.modalities.text import TOKENIZER  # noqa: F401  (the tokenizer folder beside a text model)
+from cdiff.models import store
 from cdiff.models.build import build_unet
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -64,29 +62,37 @@ class UnimodalModel(nn.Module):
         }
 
 
-def export_unimodal(folder: Path, model: UnimodalModel, meta: dict[str, Any]) -> None:
-    """``model.safetensors`` (``unet.*``, ``encoder.*``) + ``config.json`` describing how to rebuild it."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(
-        state,
-        str(folder / WEIGHTS),
-        metadata={"format": "pt"},  # one key: byte-identical files
+def unimodal_record(model: UnimodalModel, meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``config.json`` says of a uni-modal model: modality, architecture, and ``meta``."""
+    return {"modality": model.modality, "unimodal": cfg_mod.to_dict(model.cfg), **meta}
+
+
+def _build(record: dict[str, Any]) -> UnimodalModel:
+    cfg = cfg_mod.build(UnimodalConfig, record["unimodal"])
+    return UnimodalModel(
+        cfg, record["modality"], record["latent_channels"], record["latent_size"], record.get("vocab_size")
     )
-    record = {"kind": "unimodal", "modality": model.modality, "unimodal": cfg_mod.to_dict(model.cfg), **meta}
-    (folder / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+
+
+store.register(
+    store.Kind(
+        "unimodal",
+        "trained uni-modal model",
+        build=_build,
+        parts=lambda model: {WEIGHTS: model},
+        files=(WEIGHTS,),
+        command=lambda folder: f"cdiff train-unimodal --modality {folder.name} --run {folder.parent}",
+    )
+)
+
+
+def export_unimodal(folder: Path, model: UnimodalModel, meta: dict[str, Any]) -> None:
+    """``model.safetensors`` (``unet.*``, ``encoder.*``) + ``config.json`` (see :mod:`cdiff.models.store`)."""
+    store.save(folder, "unimodal", model, unimodal_record(model, meta))
 
 
 def load_unimodal(
     folder: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[UnimodalModel, dict[str, Any]]:
     """A trained uni-modal model (eval mode, frozen) and its ``config.json`` record."""
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise InputError(f"no trained uni-modal model in {folder}; run `cdiff train-unimodal` first")
-    meta = json.loads((folder / CONFIG).read_text())
-    cfg = cfg_mod.build(UnimodalConfig, meta["unimodal"])
-    model = UnimodalModel(
-        cfg, meta["modality"], meta["latent_channels"], meta["latent_size"], meta.get("vocab_size")
-    )
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
-    return model.to(device).eval().requires_grad_(False), meta
+    return store.load(folder, "unimodal", device)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from safetensors.torch import load_file, save_file
 
 from cdiff import config as cfg_mod
 from cdiff.config import VAEConfig
-from cdiff.errors import InputError
+from cdiff.models import store
 from cdiff.models.build import build_vae, vae_downsample
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -42,30 +40,42 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))
 
 
-def export_vae(
-    folder: Path, vae: AutoencoderKL, cfg: VAEConfig, scale_factor: float, resolution: int
-) -> None:
-    """``model.safetensors`` + ``config.json`` (architecture, scale factor, latent shape)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in vae.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})  # one key: byte-identical files
-    meta = {
-        "kind": "vae",
+def vae_record(vae: AutoencoderKL, cfg: VAEConfig, scale_factor: float, resolution: int) -> dict[str, Any]:
+    """What ``config.json`` says of a VAE: architecture, scale factor, latent shape."""
+    return {
         "vae": cfg_mod.to_dict(cfg),
         "scale_factor": scale_factor,
         "resolution": resolution,
         "latent_size": resolution // vae_downsample(cfg),
         "latent_channels": cfg.latent_channels,
     }
-    (folder / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _build(record: dict[str, Any]) -> AutoencoderKL:
+    return build_vae(
+        cfg_mod.build(VAEConfig, {k: v for k, v in record["vae"].items() if k != "train"} | {"train": {}})
+    )
+
+
+store.register(
+    store.Kind(
+        "vae",
+        "trained VAE",
+        build=_build,
+        parts=lambda vae: {WEIGHTS: vae},
+        files=(WEIGHTS,),
+        command=lambda folder: f"cdiff train-vae --run {folder.parent}",
+    )
+)
+
+
+def export_vae(
+    folder: Path, vae: AutoencoderKL, cfg: VAEConfig, scale_factor: float, resolution: int
+) -> None:
+    """``model.safetensors`` + ``config.json`` (see :mod:`cdiff.models.store`)."""
+    store.save(folder, "vae", vae, vae_record(vae, cfg, scale_factor, resolution))
 
 
 def load_vae(folder: str | Path, device: str | torch.device = "cpu") -> tuple[AutoencoderKL, dict[str, Any]]:
-    """A trained VAE (eval mode) and its ``config.json`` record."""
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise InputError(f"no trained VAE in {folder}; run `cdiff train-vae` first")
-    meta = json.loads((folder / CONFIG).read_text())
-    cfg = cfg_mod.build(VAEConfig, {k: v for k, v in meta["vae"].items() if k != "train"} | {"train": {}})
-    vae = build_vae(cfg)
-    vae.load_state_dict(load_file(str(folder / WEIGHTS)))
-    return vae.to(device).eval().requires_grad_(False), meta
+    """A trained VAE (eval mode, frozen) and its ``config.json`` record."""
+    return store.load(folder, "vae", device)

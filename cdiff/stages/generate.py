@@ -43,7 +43,7 @@ from cdiff.stages.run import Run
 
 MULTI = ("collaborative", "composable")
 ALL = "all"  # every method, side by side
-SOURCE_KEYS = {"mask_of", "caption_of"}  # JSONL keys that say where the conditions came from
+SOURCE_KEY = "{}_of"  # JSONL keys that say where a modality's condition came from (and "caption_of")
 INTERMEDIATES = "intermediates"
 
 
@@ -117,10 +117,11 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
             raise InputError(
                 f'{path}:{n} is not JSON; each line must be like {{"mask": "m.png", "text": "..."}}'
             ) from None
-        if not isinstance(rec, dict) or not set(rec) <= known | SOURCE_KEYS or not set(rec) & known:
+        sources = {SOURCE_KEY.format(m) for m in known} | {"caption_of"}
+        if not isinstance(rec, dict) or not set(rec) <= known | sources or not set(rec) & known:
             raise InputError(
                 f"{path}:{n}: expected an object with the keys {', '.join(sorted(known))} (any of them; "
-                f"optionally mask_of, caption_of), got {line.strip()[:80]}"
+                f"optionally where each came from: {', '.join(sorted(sources))}), got {line.strip()[:80]}"
             )
         bad = [k for k in rec if k in known and not isinstance(rec[k], str)]
         if bad:

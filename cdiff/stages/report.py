@@ -17,17 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdiff import modalities
 from cdiff.errors import InputError
 from cdiff.rundir import atomic_write_text, check_writable
-from cdiff.stages.evaluate import claim_lines, table_rows
+from cdiff.stages.evaluate_pages import claim_lines, judged, pairing, table_rows
 
-STAGES = (
-    ("vae", "VAE", "val_psnr_db", "validation PSNR (dB)"),
-    ("text", "text model", "final_loss", "final loss"),
-    ("mask", "mask model", "final_loss", "final loss"),
-    ("diffuser", "dynamic diffusers", "final_loss", "final loss"),
-    ("evaluator", "evaluator models", None, None),
-)
+
+def stages() -> list[tuple[str, str, str | None, str | None]]:
+    """(folder, name, main metric, its label) of every model a run may hold, in training order."""
+    experts = [(m, f"{m} model", "final_loss", "final loss") for m in modalities.names()]
+    return [
+        ("vae", "VAE", "val_psnr_db", "validation PSNR (dB)"),
+        *experts,
+        ("diffuser", "dynamic diffusers", "final_loss", "final loss"),
+        ("evaluator", "evaluator models", None, None),
+    ]
 
 
 @dataclass
@@ -50,7 +54,7 @@ def _img(path: Path, root: Path, width: int | None = None, alt: str = "") -> str
 
 def _models(run_dir: Path) -> str:
     rows = []
-    for folder, name, key, label in STAGES:
+    for folder, name, key, label in stages():
         m = _manifest(run_dir / folder)
         if m is None:
             continue
@@ -86,17 +90,17 @@ def _evaluation(run_dir: Path, root: Path) -> str:
     table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
     table += "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows) + "</table>"
     claims = "".join(f"<li>{esc(line)}</li>" for line in claim_lines(metrics))
-    s = metrics["settings"]
+    s, mods = metrics["settings"], judged(metrics)
+    scored = "; ".join(modalities.get(m).judged_by for m in mods if modalities.get(m).judged_by)
     samples = folder / "samples.png"
     return (
-        f"<h2>Evaluation</h2><p>{s['pairs']} validation pairs (the mask of one face, the caption of another), "
-        f"{s['solver']} {s['steps']} steps, guidance {s['guidance']}. Mask accuracy: a face parser against the input "
-        "mask; text accuracy: an attribute classifier against the caption; FD: Fréchet distance in the "
+        f"<h2>Evaluation</h2><p>{s['pairs']} validation pairs ({esc(pairing(mods))}), "
+        f"{s['solver']} {s['steps']} steps, guidance {s['guidance']}. {esc(scored)}; FD: Fréchet distance in the "
         f'classifier\'s features (not FID). <a href="{esc((folder / "report.html").relative_to(root).as_posix())}">'
         f"Full evaluation report</a>.</p>{table}<h3>The paper's claims, pair by pair</h3><ul>{claims}</ul>"
         + (
-            f"<p>Rows: mask, the caption's face, then per method the image and the parser's reading.</p>"
-            f"{_img(samples, root, alt='evaluation samples')}"
+            "<p>Rows: each modality's condition (its picture, or the face it came from), then per method the "
+            f"image and what the judges read in it.</p>{_img(samples, root, alt='evaluation samples')}"
             if samples.is_file()
             else ""
         )
@@ -109,26 +113,25 @@ def _samples(run_dir: Path, root: Path) -> str:
         return ""
     latest = compares[-1]
     return (
-        "<h2>Samples: every method side by side</h2><p>Columns: the mask, then collaborative, composable, text only, "
-        f'mask only; the captions are in <a href="{html.escape((latest.parent / "compare.html").relative_to(root).as_posix())}">'
+        "<h2>Samples: every method side by side</h2><p>Columns: the pictured conditions, then collaborative, "
+        f'composable and each model alone; the captions are in <a href="{html.escape((latest.parent / "compare.html").relative_to(root).as_posix())}">'
         f"compare.html</a>.</p>{_img(latest, root, alt='methods side by side')}"
     )
 
 
 def _influence(run_dir: Path, root: Path) -> str:
-    folders = sorted((run_dir / "samples").glob("*/collaborative/visualize/*/influence_mask.png"))
+    folders = sorted(
+        {f.parent for f in (run_dir / "samples").glob("*/collaborative/visualize/*/influence_*.png")}
+    )
     if not folders:
         return ""
     parts = []
-    for f in folders[:3]:
-        d = f.parent
-        tiles = [
-            d / n
-            for n in ("influence_mask.png", "influence_text.png", "pred_x0.png", "overlay.png")
-            if (d / n).is_file()
+    for d in folders[:3]:
+        tiles = sorted(d.glob("influence_*.png")) + [
+            d / n for n in ("pred_x0.png", "overlay.png") if (d / n).is_file()
         ]
         parts.append(f"<h3>{html.escape(d.name)}</h3>" + " ".join(_img(t, root, alt=t.stem) for t in tiles))
-    index = folders[0].parent.parent / "index.html"
+    index = folders[0].parent / "index.html"
     return (
         "<h2>Why it looks as it does: influence maps</h2><p>Per sampling step (t = 981 … 1), the weight the dynamic "
         "diffusers gave each model at each latent pixel; then the predicted x<sub>0</sub> per step and the mask over "
@@ -145,9 +148,7 @@ def _edits(run_dir: Path, root: Path) -> str:
     for g in grids:
         m = _manifest(g.parent) or {}
         s = m.get("settings", {})
-        what = ", ".join(k for k in ("target_text", "target_mask") if k in (m.get("inputs") or {})) or s.get(
-            "method", ""
-        )
+        what = ", ".join(k for k in (m.get("inputs") or {}) if k.startswith("target_")) or s.get("method", "")
         parts.append(
             f"<h3>{html.escape(g.parent.name)} <small>{html.escape(str(what))}</small></h3>{_img(g, root, alt=g.parent.name)}"
         )

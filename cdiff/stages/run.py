@@ -19,9 +19,9 @@ from cdiff import modalities
 from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.modalities import Context
-from cdiff.models.collab import DiffuserSet, load_diffusers
-from cdiff.models.unimodal import UnimodalModel, load_unimodal
-from cdiff.models.vae import load_vae
+from cdiff.models import store
+from cdiff.models.collab import DiffuserSet
+from cdiff.models.unimodal import UnimodalModel
 from cdiff.rundir import read_manifest, require_stage
 
 STAGES = {"vae": "train-vae", "diffuser": "train-diffuser", "evaluator": "train-evaluator"}
@@ -70,8 +70,7 @@ class Run:
     @cached_property
     def _vae(self) -> tuple[Any, dict]:
         self.require("vae")
-        vae, meta = load_vae(self.root / "vae")
-        return vae.to(self.device), meta
+        return store.load(self.root / "vae", "vae", self.device)
 
     def vae(self) -> tuple[Any, dict]:
         """The VAE (float32, on the device) and its ``config.json`` record."""
@@ -82,7 +81,7 @@ class Run:
         if m not in self._experts:
             modalities.get(m)
             self.require(m)
-            model, meta = load_unimodal(self.root / m)
+            model, meta = store.load(self.root / m, "unimodal")
             self._experts[m] = (model.to(self.device, self.dtype), meta)
         return self._experts[m]
 
@@ -94,7 +93,7 @@ class Run:
     @cached_property
     def _diffusers(self) -> tuple[DiffuserSet, dict]:
         self.require("diffuser")
-        diffusers, meta = load_diffusers(self.root / "diffuser")
+        diffusers, meta = store.load(self.root / "diffuser", "diffuser")
         for m in diffusers.modalities:
             sha = read_manifest(self.root / m)["outputs"]["model.safetensors"]["sha256"]
             if meta.get("experts", {}).get(m, sha) != sha:
@@ -107,6 +106,15 @@ class Run:
     def diffusers(self) -> tuple[DiffuserSet, dict]:
         """The dynamic diffusers (checked against the experts they were trained with) and their record."""
         return self._diffusers
+
+    @cached_property
+    def _evaluator(self) -> tuple[Any, dict]:
+        self.require("evaluator")
+        return store.load(self.root / "evaluator", "evaluator", self.device)
+
+    def evaluator(self) -> tuple[Any, dict]:
+        """The evaluator models (:class:`cdiff.models.evaluator.Evaluator`, float32) and their record."""
+        return self._evaluator
 
     def diffuser_modalities(self, default: list[str] | tuple[str, ...]) -> list[str]:
         """The modalities the run's diffusers combine (without diffusers: ``default``)."""
