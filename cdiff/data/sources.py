@@ -94,11 +94,13 @@ class SyntheticSource:
     def inputs(self) -> dict[str, Any]:
         from cdiff.data import synthetic
 
-        code = Path(synthetic.__file__).read_bytes()
+        code = hashlib.sha256()  # every module of the generator package, by name
+        for path in sorted(Path(synthetic.__file__).parent.glob("*.py")):
+            code.update(path.name.encode() + b"\0" + path.read_bytes())
         return {
             "generator": {
                 "module": synthetic.__name__,
-                "code_sha256": hashlib.sha256(code).hexdigest(),
+                "code_sha256": code.hexdigest(),
                 "seed": self.seed,
                 "num": self.num,
             }
