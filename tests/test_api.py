@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from cdiff.cli import app
+from cdiff.models import store
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 runner = CliRunner()
@@ -48,6 +50,11 @@ def test_the_documented_snippets_run(doc_run):
     assert "text: reconstruction loss with e_opt" in ed.metrics
     assert np.array_equal(np.asarray(ns["more"][1]), np.asarray(ed.images[1]))  # alpha 1 again: same pixels
     assert (folder / "edit" / "grid.png").is_file() and (folder / "edit" / "embeddings.safetensors").is_file()
+    copy, record = store.load(folder / "copy" / "vae", "vae")  # the model-store block: a faithful copy
+    assert record == ns["record"] and all(
+        torch.equal(a, b)
+        for a, b in zip(copy.state_dict().values(), ns["vae"].state_dict().values(), strict=True)
+    )
 
 
 def test_api_matches_the_cli_pixel_for_pixel(doc_run, tmp_path, monkeypatch):
