@@ -62,6 +62,7 @@ class Modality(ABC):
     describes: str = ""  # what a value is, for messages ("a caption", "a mask file")
     has_vocabulary: bool = False  # True: the encoder's size depends on the prepared tokenizer
     pictured: bool = False  # True: :meth:`tile` draws its conditions (a mask); False: they are shown as text
+    released_role: str = ""  # in the release's re-weighting: "early" (the mask) or "late" (the text)
 
     @property
     def plural(self) -> str:

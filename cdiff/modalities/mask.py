@@ -73,6 +73,7 @@ class Mask(Modality):
     target_option = "--target-mask"
     describes = "a mask (index PNG, palette RGB PNG or .pt)"
     pictured = True
+    released_role = "early"  # the release leans on it in the first steps
 
     def build_encoder(self, cfg: Any, latent_size: int, vocab_size: int | None = None) -> MaskCondition:
         return MaskCondition(cfg.mask_tokens, cfg.unet.cross_attention_dim, latent_size, cfg.mask_concat)

@@ -38,6 +38,7 @@ class Text(Modality):
     target_option = "--target-text"
     describes = "a caption"
     has_vocabulary = True
+    released_role = "late"  # the release leans on it in the last steps
 
     def build_encoder(self, cfg: Any, latent_size: int, vocab_size: int | None = None) -> TextCondition:
         width = cfg.unet.cross_attention_dim

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from cdiff import config as cfg_mod
+from cdiff import modalities
 from cdiff.config import DiffuserConfig, UNetConfig
 from cdiff.diffusion.predictors import combine, influence_weights
 from cdiff.errors import InputError
@@ -56,15 +57,25 @@ class DynamicDiffuser(nn.Module):
         return self.unet(x, t, encoder_hidden_states=cond["tokens"].to(x_t.dtype)).sample
 
 
-RELEASED_PAIR = ("mask", "text")  # the two modalities of the release's schedule
-
-
-def check_released(modalities: list[str]) -> None:
-    """The release's re-weighting is defined for its two modalities only."""
-    if sorted(modalities) != sorted(RELEASED_PAIR):
+def released_pair(mods: list[str]) -> tuple[int, int]:
+    """Positions of the release's (early, late) pair in ``mods``: the modality it leans on in the first
+    steps (the mask) and the one it leans on in the last (the text), by :attr:`Modality.released_role`."""
+    roles = [modalities.get(m).released_role if m in modalities.names() else "" for m in mods]
+    if sorted(roles) != ["early", "late"]:
+        pair = sorted((m for m in modalities.names() if modalities.get(m).released_role), key=_role)
         raise InputError(
-            f"--reweight released is defined for the modalities mask and text only, not {', '.join(modalities)}"
+            f"--reweight released is defined for the modalities {' and '.join(pair)} only, not {', '.join(mods)}"
         )
+    return roles.index("early"), roles.index("late")
+
+
+def _role(m: str) -> str:
+    return modalities.get(m).released_role
+
+
+def check_released(mods: list[str]) -> None:
+    """The release's re-weighting is defined for its two modalities only."""
+    released_pair(mods)
 
 
 def released_reweight(weights: torch.Tensor, modalities: list[str], t: torch.Tensor) -> torch.Tensor:
@@ -74,8 +85,7 @@ def released_reweight(weights: torch.Tensor, modalities: list[str], t: torch.Ten
     w_text' = (1 - m) / (1 + m). Early steps (t near 1000) lean on the mask model, the last
     ones on the text model; the two weights still sum to one.
     """
-    check_released(modalities)
-    i_mask, i_text = (modalities.index(m) for m in RELEASED_PAIR)
+    i_mask, i_text = released_pair(modalities)
     s = (torch.cos((1 - t.to(weights.device).double() / 1000) * math.pi) + 1) / 2
     m = s.view(-1, 1, 1, 1).to(weights.dtype) * weights[i_mask]
     out = weights.clone()
