@@ -27,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from safetensors.torch import load_file, save_file
 
 from cdiff import config as cfg_mod
 from cdiff import modalities
@@ -42,11 +40,10 @@ from cdiff.imageio import grid, save_png
 from cdiff.rundir import atomic_write_json, make_manifest, partial_dir, read_manifest, sha256_file
 from cdiff.stages import imagic
 from cdiff.stages import sampling_common as sc
+from cdiff.stages.edit_state import EMBEDDINGS, INPUT, NOISE, load_state, save_state  # noqa: F401
 from cdiff.stages.generate import INTERMEDIATES, next_output_dir, save_intermediates
 from cdiff.stages.imagic import EditState
 from cdiff.stages.run import Run
-
-EMBEDDINGS, NOISE, INPUT = "embeddings.safetensors", "start_noise.safetensors", "input.png"
 
 
 @dataclass
@@ -200,21 +197,6 @@ def _optimise_one(cfg: Config, state: EditState, m: str, z0, alpha_bar, progress
     return out
 
 
-def save_state(state: EditState, folder: Path, photo_source: str) -> None:
-    """What makes an edit reusable: the fine-tuned UNets, the embeddings, the start noise, the input."""
-    for m in state.targets:
-        unet = {k: v.detach().cpu().contiguous() for k, v in state.experts[m].unet.state_dict().items()}
-        save_file(unet, str(folder / f"finetuned_{m}.safetensors"))
-    save_png(folder / INPUT, state.image, {"source": photo_source})
-    tensors = {}
-    for m in state.targets:
-        for k, v in state.targets[m].items():
-            tensors[f"{m}.target.{k}"] = v.cpu().contiguous()
-            tensors[f"{m}.optimised.{k}"] = state.optimised[m][k].cpu().contiguous()
-    save_file(tensors, str(folder / EMBEDDINGS))
-    save_file({"x_T": state.noise.contiguous()}, str(folder / NOISE))
-
-
 def run(
     cfg: Config,
     req: EditRequest,
@@ -334,39 +316,6 @@ def _render_and_write(
         ),
     )
     return images
-
-
-def load_state(src: Path, run: Run, settings: dict) -> EditState:
-    """An earlier edit's state from its folder: the fine-tuned UNets, embeddings, start noise, input, targets."""
-    mods = settings["modalities"]
-    for name in [EMBEDDINGS, NOISE] + [f"finetuned_{m}.safetensors" for m in mods]:
-        if not (src / name).is_file():
-            raise InputError(f"{src} lacks {name}; the edit cannot be re-rendered (run the edit again)")
-    experts = {m: run.fresh_expert(m) for m in mods}
-    for m in mods:
-        experts[m].unet.load_state_dict(load_file(str(src / f"finetuned_{m}.safetensors")))
-        experts[m].to(run.device).eval().requires_grad_(False)
-    tensors = load_file(str(src / EMBEDDINGS))
-
-    def part(m: str, kind: str) -> dict[str, torch.Tensor]:
-        return {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{m}.{kind}.")}
-
-    targets = {m: part(m, "target") for m in mods}
-    optimised = {m: {**targets[m], **part(m, "optimised")} for m in mods}  # integer tensors: targets only
-    noise = load_file(str(src / NOISE))["x_T"]
-    vae, vae_meta = run.vae()
-    with Image.open(src / INPUT) as im:
-        image = np.asarray(im.convert("RGB"))
-    notes: list[str] = []
-    raw = {
-        m: run.read(m, [str(src / f"target_{m}.png")], notes)
-        for m in mods
-        if (src / f"target_{m}.png").is_file()
-    }
-    diffusers = run.diffusers()[0] if len(mods) > 1 else None
-    return EditState(
-        run.root, experts, targets, optimised, noise, vae, vae_meta, settings, diffusers, raw, {}, image
-    )
 
 
 def rerender(
