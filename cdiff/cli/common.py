@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,6 +63,89 @@ ResumeOpt = Annotated[
 DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Prepared dataset folder. \\[default: RUN/data]")
 ]
+StepsOpt = Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")]
+MinutesOpt = Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")]
+
+
+def out_option(default: str, what: str = "Output folder") -> Any:
+    """The ``--out`` option type of a command: ``WHAT. [default: DEFAULT]``."""
+    return Annotated[Path | None, typer.Option(help=f"{what}. \\[default: {default}]")]
+
+
+def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """A keyword-only command parameter; ``annotation`` is its option type (``Annotated[..., typer.Option]``)."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_options(
+    fn: Callable[..., Any],
+    extra: list[inspect.Parameter],
+    adapt: Callable[[dict[str, Any]], dict[str, Any]],
+    hidden: tuple[str, ...] = (),
+) -> Callable[..., Any]:
+    """``fn`` as typer sees it with the options ``extra`` after its own (less the ``hidden`` parameters).
+
+    ``adapt`` turns the keyword arguments typer passes into those of ``fn`` (it takes the ``extra`` ones out
+    and gives what ``fn`` expects in the ``hidden`` ones).
+    """
+    sig = inspect.signature(fn, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name not in hidden] + extra
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **adapt(kwargs))
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
+    return wrapper
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """What every pipeline stage takes: ``--config``, ``--run``, ``--set``, ``--dry-run``, ``--force``."""
+
+    config: str
+    run: Path | None
+    set_: list[str] | None
+    dry_run: bool
+    force: bool
+
+    @property
+    def run_dir(self) -> Path:
+        """``--run``, else the preset's default run directory."""
+        return self.run or default_run_dir(self.config)
+
+    def resolve(self, shortcuts: dict[str, Any]) -> cfg_mod.Config:
+        """The preset, then the command's ``shortcuts`` (those given), then the ``--set`` overrides."""
+        return resolve(self.config, shortcuts, self.set_)
+
+    def print_dry_run(self, cfg: cfg_mod.Config) -> bool:
+        """With ``--dry-run``: print the resolved config and say so (the command then shows its plan and stops)."""
+        if self.dry_run:
+            typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+        return self.dry_run
+
+
+def stage_options(run: Any = RunOpt) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--config``, ``--run``, ``--set``, ``--dry-run`` and ``--force`` after a command's own options.
+
+    The command receives them as ``opts: StageOptions``; ``run`` is the type of ``--run`` (``ModelRunOpt``
+    for the commands that sample with a run's models).
+    """
+    extra = [
+        option("config", ConfigOpt, "demo"),
+        option("run", run, None),
+        option("set_", SetOpt, None),
+        option("dry_run", DryRunOpt, False),
+        option("force", ForceOpt, False),
+    ]
+
+    def adapt(kwargs: dict[str, Any]) -> dict[str, Any]:
+        opts = StageOptions(**{p.name: kwargs.pop(p.name) for p in extra})
+        return {**kwargs, "opts": opts}
+
+    return lambda fn: with_options(fn, extra, adapt, hidden=("opts",))
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -191,6 +276,16 @@ def pipeline(run: Path | None, config: str, cfg: cfg_mod.Config, device: str, dt
 def print_notes(notes: list[str]) -> None:
     for note in notes:
         err_console.print(f"note: {note}", highlight=False)
+
+
+def say(message: str) -> None:
+    """A line of the command's result on stdout."""
+    out_console.print(message, highlight=False)
+
+
+def log(message: str) -> None:
+    """A stage's progress message on stderr."""
+    err_console.print(message, highlight=False)
 
 
 def main() -> None:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cdiff import config as cfg_mod
 from cdiff.cli.common import (
-    ConfigOpt,
-    DryRunOpt,
-    ForceOpt,
     ModelRunOpt,
-    SetOpt,
+    StageOptions,
     _floats,
     _print_table,
     _progress,
     app,
     handle_errors,
-    out_console,
+    out_option,
     pipeline,
     print_notes,
-    resolve,
+    say,
+    stage_options,
 )
 from cdiff.cli.sampling import sampling_options
 from cdiff.errors import InputError
@@ -32,67 +30,70 @@ def _alphas(value: str | None) -> list[float] | None:
     return _floats(value, "--alphas")
 
 
+# ---- edit's own options -----------------------------------------------------------------------
+PhotoArg = Annotated[
+    Path | None, typer.Argument(help="The photo to edit (any size; centre-cropped and resized).")
+]
+TargetTextOpt = Annotated[str | None, typer.Option("--target-text", help="The caption to edit toward.")]
+TargetMaskOpt = Annotated[
+    Path | None,
+    typer.Option("--target-mask", help="The mask to edit toward (index PNG, palette RGB PNG or .pt)."),
+]
+FromDirOpt = Annotated[
+    Path | None,
+    typer.Option("--from", help="An earlier edit folder: render (more) alphas without optimising."),
+]
+AlphasOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated alphas (e = a*e_tgt + (1-a)*e_opt). \\[default: edit.alphas / edit.collab_alphas]"
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the start noise and the sampler.")]
+EmbedStepsOpt = Annotated[
+    int | None, typer.Option(help="Embedding optimisation steps. \\[default: edit.embed_steps]")
+]
+EmbedLrOpt = Annotated[float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.embed_lr]")]
+FinetuneStepsOpt = Annotated[
+    int | None, typer.Option(help="UNet fine-tuning steps. \\[default: edit.finetune_steps]")
+]
+FinetuneLrOpt = Annotated[
+    float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.finetune_lr]")
+]
+IntermediatesOpt = Annotated[
+    bool, typer.Option("--save-intermediates", help="Keep each step's maps, x_t and x_0 (for visualize).")
+]
+EditsOutOpt = out_option("RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN")
+
+
 @app.command()
 @handle_errors
 @sampling_options("steps", "eta", "solver", "batch_size")
+@stage_options(run=ModelRunOpt)
 def edit(
-    photo: Annotated[
-        Path | None, typer.Argument(help="The photo to edit (any size; centre-cropped and resized).")
-    ] = None,
-    target_text: Annotated[
-        str | None, typer.Option("--target-text", help="The caption to edit toward.")
-    ] = None,
-    target_mask: Annotated[
-        Path | None,
-        typer.Option("--target-mask", help="The mask to edit toward (index PNG, palette RGB PNG or .pt)."),
-    ] = None,
-    from_dir: Annotated[
-        Path | None,
-        typer.Option("--from", help="An earlier edit folder: render (more) alphas without optimising."),
-    ] = None,
-    alphas: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated alphas (e = a*e_tgt + (1-a)*e_opt). \\[default: edit.alphas / edit.collab_alphas]"
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the start noise and the sampler.")] = 0,
-    embed_steps: Annotated[
-        int | None, typer.Option(help="Embedding optimisation steps. \\[default: edit.embed_steps]")
-    ] = None,
-    embed_lr: Annotated[
-        float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.embed_lr]")
-    ] = None,
-    finetune_steps: Annotated[
-        int | None, typer.Option(help="UNet fine-tuning steps. \\[default: edit.finetune_steps]")
-    ] = None,
-    finetune_lr: Annotated[
-        float | None, typer.Option(help="Its Adam learning rate. \\[default: edit.finetune_lr]")
-    ] = None,
-    save_intermediates: Annotated[
-        bool, typer.Option("--save-intermediates", help="Keep each step's maps, x_t and x_0 (for visualize).")
-    ] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Output folder. \\[default: RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN]"
-        ),
-    ] = None,
-    config: ConfigOpt = "demo",
-    run: ModelRunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-    sample: dict | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    photo: PhotoArg = None,
+    target_text: TargetTextOpt = None,
+    target_mask: TargetMaskOpt = None,
+    from_dir: FromDirOpt = None,
+    alphas: AlphasOpt = None,
+    seed: SeedOpt = 0,
+    embed_steps: EmbedStepsOpt = None,
+    embed_lr: EmbedLrOpt = None,
+    finetune_steps: FinetuneStepsOpt = None,
+    finetune_lr: FinetuneLrOpt = None,
+    save_intermediates: IntermediatesOpt = False,
+    out: EditsOutOpt = None,
+    *,
+    opts: StageOptions,
+    sample: dict[str, Any],
+    device: str,
+    dtype: str,
 ) -> None:
     """Edit a real photo toward a target caption, a target mask, or both (Imagic; both: collaborative)."""
     from cdiff.stages import edit as stage
 
-    cfg = resolve(config, sample or {}, set_)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+    cfg = opts.resolve(sample)
+    if opts.print_dry_run(cfg):
         return
     req = stage.EditRequest(
         photo=photo,
@@ -100,29 +101,34 @@ def edit(
         from_dir=from_dir,
         alphas=_alphas(alphas),
         seed=seed,
-        sample_given={k.split(".", 1)[1]: v for k, v in (sample or {}).items()},
+        sample_given={k.split(".", 1)[1]: v for k, v in sample.items()},
         embed_steps=embed_steps,
         embed_lr=embed_lr,
         finetune_steps=finetune_steps,
         finetune_lr=finetune_lr,
         save_intermediates=save_intermediates,
     )
-    if from_dir is not None:  # --from re-renders with the models of the edit's own run
-        result = stage.run(cfg, req, None, out, force=force, progress=_progress, device=(device, dtype))
-    else:
-        if out is not None and out.exists() and not force:  # before any model loads
-            raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
-        pipe, outputs_root = pipeline(run, config, cfg, device, dtype)
-        result = stage.run(
-            cfg, req, pipe.run, out, force=force, progress=_progress, outputs_root=outputs_root
-        )
+    result = _run_edit(cfg, req, out, opts, device, dtype)
     print_notes(result.notes)
     if result.metrics:
         _print_table(
             f"edit → {result.out}", [(k, f"{v:.4f}") for k, v in result.metrics.items()], ("measure", "value")
         )
-    out_console.print(
+    say(
         f"wrote {len(result.images)} alphas ({', '.join(f'{a:g}' for a in result.alphas)}) and grid.png to "
-        f"{result.out} in {result.wall_time_s:.1f} s",
-        highlight=False,
+        f"{result.out} in {result.wall_time_s:.1f} s"
     )
+
+
+def _run_edit(
+    cfg: cfg_mod.Config, req: Any, out: Path | None, opts: StageOptions, device: str, dtype: str
+) -> Any:
+    """Optimise and render with the models of ``--run``, or (``--from``) re-render an earlier edit."""
+    from cdiff.stages import edit as stage
+
+    if req.from_dir is not None:  # --from re-renders with the models of the edit's own run
+        return stage.run(cfg, req, None, out, force=opts.force, progress=_progress, device=(device, dtype))
+    if out is not None and out.exists() and not opts.force:  # before any model loads
+        raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    pipe, outputs_root = pipeline(opts.run, opts.config, cfg, device, dtype)
+    return stage.run(cfg, req, pipe.run, out, force=opts.force, progress=_progress, outputs_root=outputs_root)

@@ -3,70 +3,73 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from cdiff import config as cfg_mod
 from cdiff.cli.common import (
-    ConfigOpt,
     DataOpt,
-    DryRunOpt,
-    ForceOpt,
-    RunOpt,
-    SetOpt,
+    StageOptions,
     _progress,
     app,
-    err_console,
     handle_errors,
+    log,
     out_console,
+    out_option,
     pipeline,
     print_notes,
-    resolve,
+    say,
+    stage_options,
 )
 from cdiff.cli.sampling import sampling_options
-from cdiff.rundir import check_output, default_run_dir
+from cdiff.rundir import check_output
+
+# ---- evaluate's own options -------------------------------------------------------------------
+MethodsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--method",
+        help="Methods to compare (repeatable): collaborative, composable, a modality's model alone (text, "
+        "mask, ...), collaborative-released (the release's re-weighting). "
+        "\\[default: the preset's evaluate.methods]",
+    ),
+]
+PairsOpt = Annotated[
+    int | None, typer.Option(help="Validation pairs N. \\[default: the preset's evaluate.pairs]")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Pairs and start noise (pair k: seed + k).")]
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth; needs "
+        "pip install 'cdiff[fid]'). \\[default: torch hub's cache, else no FID]"
+    ),
+]
+FidImagesOpt = Annotated[
+    int | None,
+    typer.Option(help="FID on the first K images too (the paper: 50). \\[default: the preset's]"),
+]
+EvaluationOutOpt = out_option("RUN/evaluation")
 
 
 @app.command()
 @handle_errors
 @sampling_options("steps", "eta", "solver", "guidance", "batch_size", "weights")
+@stage_options()
 def evaluate(
-    method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            help="Methods to compare (repeatable): collaborative, composable, a modality's model alone (text, "
-            "mask, ...), collaborative-released (the release's re-weighting). "
-            "\\[default: the preset's evaluate.methods]",
-        ),
-    ] = None,
-    pairs: Annotated[
-        int | None, typer.Option(help="Validation pairs N. \\[default: the preset's evaluate.pairs]")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Pairs and start noise (pair k: seed + k).")] = None,
-    inception: Annotated[
-        Path | None,
-        typer.Option(
-            help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth; needs "
-            "pip install 'cdiff[fid]'). \\[default: torch hub's cache, else no FID]"
-        ),
-    ] = None,
-    fid_images: Annotated[
-        int | None,
-        typer.Option(help="FID on the first K images too (the paper: 50). \\[default: the preset's]"),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: RUN/evaluation]")] = None,
+    method: MethodsOpt = None,
+    pairs: PairsOpt = None,
+    seed: SeedOpt = None,
+    inception: InceptionOpt = None,
+    fid_images: FidImagesOpt = None,
+    out: EvaluationOutOpt = None,
     data: DataOpt = None,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-    sample: dict | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    *,
+    opts: StageOptions,
+    sample: dict[str, Any],
+    device: str,
+    dtype: str,
 ) -> None:
     """Score each method on N validation pairs (the mask of one face, the caption of another).
 
@@ -74,8 +77,9 @@ def evaluate(
     """
     from cdiff.stages import evaluate as stage
 
-    cfg = resolve(config, sample or {}, set_)
-    run_dir = run or default_run_dir(config)
+    cfg = opts.resolve(sample)
+    run_dir = opts.run_dir
+    out = out or run_dir / "evaluation"
     req = stage.EvaluateRequest(
         methods=list(method) if method else list(cfg.evaluate.methods),
         pairs=pairs,
@@ -83,26 +87,31 @@ def evaluate(
         inception=inception,
         fid_images=fid_images,
     )
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        out_console.print(
+    if opts.print_dry_run(cfg):
+        say(
             f"would evaluate {', '.join(req.methods)} on {pairs or cfg.evaluate.pairs} validation pairs "
-            f"({cfg.sample.solver}, {cfg.sample.steps} steps) into {out or run_dir / 'evaluation'}",
-            highlight=False,
+            f"({cfg.sample.solver}, {cfg.sample.steps} steps) into {out}"
         )
         return
-    check_output(out or run_dir / "evaluation", force)  # before any model loads
-    pipe, _ = pipeline(run_dir, config, cfg, device, dtype)
+    check_output(out, opts.force)  # before any model loads
+    pipe, _ = pipeline(run_dir, opts.config, cfg, device, dtype)
     report = stage.run(
         cfg,
         req,
         pipe.run,
         data or run_dir / "data",
-        out or run_dir / "evaluation",
-        force=force,
-        log=lambda m: err_console.print(m, highlight=False),
+        out,
+        force=opts.force,
+        log=log,
         progress=lambda m: _progress(f"generating: {m}"),
     )
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    """The metrics table, what they say about the paper's claims, the notes, and where the report is."""
+    from cdiff.stages import evaluate as stage
+
     header, rows = stage.table_rows(report.metrics, short=True)
     table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation pairs → {report.out}")
     for i, h in enumerate(header):
@@ -113,6 +122,6 @@ def evaluate(
         table.add_row(*r)
     out_console.print(table)
     for line in stage.claim_lines(report.metrics):
-        out_console.print(line, highlight=False)
+        say(line)
     print_notes(report.notes)
-    out_console.print(f"report: {report.out / 'report.html'}  ({report.wall_time_s:.0f} s)", highlight=False)
+    say(f"report: {report.out / 'report.html'}  ({report.wall_time_s:.0f} s)")

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cdiff import config as cfg_mod
 from cdiff.cli.common import (
-    ConfigOpt,
-    DryRunOpt,
-    ForceOpt,
     ModelRunOpt,
-    SetOpt,
+    StageOptions,
     _progress,
     app,
     handle_errors,
-    out_console,
+    out_option,
     pipeline,
     print_notes,
-    resolve,
+    say,
+    stage_options,
 )
 from cdiff.cli.sampling import sampling_options
 from cdiff.errors import InputError
@@ -47,55 +44,68 @@ def parse_conditions(
     return given
 
 
+def _method(method: str, modality: str | None) -> str:
+    """``--method``, or the model of ``--modality`` (the two must not disagree)."""
+    if modality is None:
+        return method
+    if method not in ("collaborative", modality):
+        raise InputError(f"--modality {modality} and --method {method} disagree; give one of them")
+    return modality
+
+
+# ---- generate's own options -------------------------------------------------------------------
+TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A caption (repeatable).")]
+MaskOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt (repeatable)."),
+]
+CondOpt = Annotated[
+    list[str] | None,
+    typer.Option("--cond", help="A condition of any registered modality, NAME=VALUE (repeatable)."),
+]
+FromFileOpt = Annotated[
+    Path | None,
+    typer.Option("--from-file", help='JSONL, one condition set per line: {"mask": "m.png", "text": "..."}.'),
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        help="collaborative (dynamic diffusers), composable (fixed weights), a modality's model alone "
+        "(text, mask, ...), or all side by side."
+    ),
+]
+ModalityOpt = Annotated[str | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")]
+NumOpt = Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")]
+SeedOpt = Annotated[int, typer.Option(help="First seed.")]
+IntermediatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--save-intermediates", help="Keep each step's influence maps, x_t and x_0 (for visualize)."
+    ),
+]
+SamplesOutOpt = out_option("RUN/samples/NNN; ./outputs/NNN without --run")
+
+
 @app.command()
 @handle_errors
 @sampling_options()
+@stage_options(run=ModelRunOpt)
 def generate(
-    text: Annotated[list[str] | None, typer.Option("--text", help="A caption (repeatable).")] = None,
-    mask: Annotated[
-        list[Path] | None,
-        typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt (repeatable)."),
-    ] = None,
-    cond: Annotated[
-        list[str] | None,
-        typer.Option("--cond", help="A condition of any registered modality, NAME=VALUE (repeatable)."),
-    ] = None,
-    from_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-file", help='JSONL, one condition set per line: {"mask": "m.png", "text": "..."}.'
-        ),
-    ] = None,
-    method: Annotated[
-        str,
-        typer.Option(
-            help="collaborative (dynamic diffusers), composable (fixed weights), a modality's model alone "
-            "(text, mask, ...), or all side by side."
-        ),
-    ] = "collaborative",
-    modality: Annotated[
-        str | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")
-    ] = None,
-    num: Annotated[int, typer.Option(help="Images per condition (seeds SEED, SEED+1, ...).")] = 4,
-    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    save_intermediates: Annotated[
-        bool,
-        typer.Option(
-            "--save-intermediates", help="Keep each step's influence maps, x_t and x_0 (for visualize)."
-        ),
-    ] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Output folder. \\[default: RUN/samples/NNN; ./outputs/NNN without --run]"),
-    ] = None,
-    config: ConfigOpt = "demo",
-    run: ModelRunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-    sample: dict | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    text: TextOpt = None,
+    mask: MaskOpt = None,
+    cond: CondOpt = None,
+    from_file: FromFileOpt = None,
+    method: MethodOpt = "collaborative",
+    modality: ModalityOpt = None,
+    num: NumOpt = 4,
+    seed: SeedOpt = 0,
+    save_intermediates: IntermediatesOpt = False,
+    out: SamplesOutOpt = None,
+    *,
+    opts: StageOptions,
+    sample: dict[str, Any],
+    device: str,
+    dtype: str,
 ) -> None:
     """Generate faces from a mask and a caption together (collaborative), or from one of them.
 
@@ -103,15 +113,11 @@ def generate(
     """
     from cdiff.stages import generate as stage
 
-    cfg = resolve(config, sample or {}, set_)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
+    cfg = opts.resolve(sample)
+    if opts.print_dry_run(cfg):
         return
-    if modality is not None:
-        if method not in ("collaborative", modality):
-            raise InputError(f"--modality {modality} and --method {method} disagree; give one of them")
-        method = modality
-    stage.check_out(out, force)  # before any model loads
+    method = _method(method, modality)
+    stage.check_out(out, opts.force)  # before any model loads
     req = stage.GenerateRequest(
         method=method,
         conditions=parse_conditions(text, mask, cond),
@@ -120,13 +126,10 @@ def generate(
         seed=seed,
         save_intermediates=save_intermediates,
     )
-    pipe, outputs_root = pipeline(run, config, cfg, device, dtype)
+    pipe, outputs_root = pipeline(opts.run, opts.config, cfg, device, dtype)
     with _progress("sampling") as update:
         result = stage.run(
-            pipe.config, req, pipe.run, out, force=force, outputs_root=outputs_root, progress=update
+            pipe.config, req, pipe.run, out, force=opts.force, outputs_root=outputs_root, progress=update
         )
     print_notes(result.notes)
-    out_console.print(
-        f"wrote {len(result.images)} images and grid.png to {result.out} in {result.wall_time_s:.1f} s",
-        highlight=False,
-    )
+    say(f"wrote {len(result.images)} images and grid.png to {result.out} in {result.wall_time_s:.1f} s")

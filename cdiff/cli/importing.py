@@ -15,8 +15,8 @@ from cdiff.cli.common import (
     SetOpt,
     _print_table,
     app,
-    err_console,
     handle_errors,
+    log,
 )
 from cdiff.rundir import default_run_dir
 
@@ -67,7 +67,7 @@ def import_official(
         preset=config,
         trust_pickle=trust_pickle,
         force=force,
-        log=lambda m: err_console.print(m, highlight=False),
+        log=log,
     )
     rows = [
         (f"{part} (from {kind})", f"{report.parameters[part]:,} parameters")

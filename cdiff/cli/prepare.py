@@ -10,19 +10,15 @@ import typer
 
 from cdiff import config as cfg_mod
 from cdiff.cli.common import (
-    ConfigOpt,
-    DryRunOpt,
-    ForceOpt,
-    RunOpt,
-    SetOpt,
+    StageOptions,
     _print_table,
     _progress,
     app,
     handle_errors,
-    out_console,
-    resolve,
+    out_option,
+    say,
+    stage_options,
 )
-from cdiff.rundir import default_run_dir
 
 
 class SourceName(StrEnum):
@@ -36,44 +32,54 @@ class TokenizerName(StrEnum):
     bert = "bert-base-uncased"
 
 
+# ---- prepare's own options --------------------------------------------------------------------
+SourceOpt = Annotated[
+    SourceName | None, typer.Option(help="Where samples come from. \\[default: the preset's]")
+]
+NumOpt = Annotated[int | None, typer.Option(help="synthetic: number of samples.")]
+ResolutionOpt = Annotated[int | None, typer.Option(help="Image and mask size in pixels.")]
+SeedOpt = Annotated[int | None, typer.Option(help="synthetic: generator seed.")]
+CelebahqOpt = Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-img/ (<n>.jpg).")]
+MasksOpt = Annotated[
+    Path | None,
+    typer.Option(help="celeba: CelebAMask-HQ-mask-anno/ or combined <n>.png masks; codiff: .pt folder."),
+]
+CaptionsOpt = Annotated[Path | None, typer.Option(help="celeba: CelebA-Dialog captions_hq.json.")]
+AttributesOpt = Annotated[Path | None, typer.Option(help="celeba: CelebA-Dialog fine-grained degrees table.")]
+HqMappingOpt = Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-to-CelebA-mapping.txt.")]
+RootOpt = Annotated[Path | None, typer.Option("--root", help="codiff: the release's datasets/ folder.")]
+TokenizerOpt = Annotated[
+    TokenizerName | None, typer.Option(help="Caption tokenizer. \\[default: the preset's]")
+]
+TokenizerPathOpt = Annotated[Path | None, typer.Option(help="Local bert-base-uncased folder (vocab.txt).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Processes; 0 = all cores.")]
+DatasetOutOpt = out_option("RUN/data", what="Dataset folder")
+SkipBadOpt = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip and count unusable samples instead of stopping.")
+]
+
+
 @app.command()
 @handle_errors
+@stage_options()
 def prepare(
-    source: Annotated[
-        SourceName | None, typer.Option(help="Where samples come from. \\[default: the preset's]")
-    ] = None,
-    num: Annotated[int | None, typer.Option(help="synthetic: number of samples.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Image and mask size in pixels.")] = None,
-    seed: Annotated[int | None, typer.Option(help="synthetic: generator seed.")] = None,
-    celebahq: Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-img/ (<n>.jpg).")] = None,
-    masks: Annotated[
-        Path | None,
-        typer.Option(help="celeba: CelebAMask-HQ-mask-anno/ or combined <n>.png masks; codiff: .pt folder."),
-    ] = None,
-    captions: Annotated[Path | None, typer.Option(help="celeba: CelebA-Dialog captions_hq.json.")] = None,
-    attributes: Annotated[
-        Path | None, typer.Option(help="celeba: CelebA-Dialog fine-grained degrees table.")
-    ] = None,
-    hq_mapping: Annotated[Path | None, typer.Option(help="celeba: CelebA-HQ-to-CelebA-mapping.txt.")] = None,
-    root_dir: Annotated[
-        Path | None, typer.Option("--root", help="codiff: the release's datasets/ folder.")
-    ] = None,
-    tokenizer: Annotated[
-        TokenizerName | None, typer.Option(help="Caption tokenizer. \\[default: the preset's]")
-    ] = None,
-    tokenizer_path: Annotated[
-        Path | None, typer.Option(help="Local bert-base-uncased folder (vocab.txt).")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes; 0 = all cores.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Dataset folder. \\[default: RUN/data]")] = None,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip and count unusable samples instead of stopping.")
-    ] = False,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
+    source: SourceOpt = None,
+    num: NumOpt = None,
+    resolution: ResolutionOpt = None,
+    seed: SeedOpt = None,
+    celebahq: CelebahqOpt = None,
+    masks: MasksOpt = None,
+    captions: CaptionsOpt = None,
+    attributes: AttributesOpt = None,
+    hq_mapping: HqMappingOpt = None,
+    root_dir: RootOpt = None,
+    tokenizer: TokenizerOpt = None,
+    tokenizer_path: TokenizerPathOpt = None,
+    workers: WorkersOpt = None,
+    out: DatasetOutOpt = None,
+    skip_bad: SkipBadOpt = False,
+    *,
+    opts: StageOptions,
 ) -> None:
     """Build the dataset: images, index-PNG masks, captions, splits and tokenizer.
 
@@ -96,20 +102,21 @@ def prepare(
         "data.tokenizer_path": tokenizer_path,
         "data.workers": workers,
     }
-    cfg = resolve(config, shortcuts, set_)
-    out = out or (run or default_run_dir(config)) / "data"
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        plan = stage.plan(cfg)
-        out_console.print(
-            f"would prepare {plan['samples']} {plan['source']} samples "
-            f"({plan['train']} train, {plan['val']} val) into {out}",
-            highlight=False,
-        )
+    cfg = opts.resolve(shortcuts)
+    out = out or opts.run_dir / "data"
+    if opts.print_dry_run(cfg):
+        _print_plan(stage.plan(cfg), out)
         return
     with _progress("preparing") as update:
-        report = stage.run(cfg, out, force=force, skip_bad=skip_bad, progress=update)
+        report = stage.run(cfg, out, force=opts.force, skip_bad=skip_bad, progress=update)
     _prepare_summary(report, cfg)
+
+
+def _print_plan(plan: dict[str, Any], out: Path) -> None:
+    say(
+        f"would prepare {plan['samples']} {plan['source']} samples "
+        f"({plan['train']} train, {plan['val']} val) into {out}"
+    )
 
 
 def _prepare_summary(report: Any, cfg: cfg_mod.Config) -> None:

@@ -6,15 +6,13 @@ so 0 is never silently replaced by a default. ``--device`` and ``--dtype`` come 
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from cdiff.errors import InputError
+from cdiff.cli.common import _floats, option, with_options
 
 
 class Solver(StrEnum):
@@ -33,11 +31,8 @@ class Dtype(StrEnum):
     float16 = "float16"
 
 
-def _weights(value: str) -> list[float]:
-    try:
-        return [float(v) for v in value.split(",")]
-    except ValueError:
-        raise InputError(f"--weights expects comma-separated numbers, e.g. 0.5,0.5; got '{value}'") from None
+def _weights(value: str) -> list[float] | None:
+    return _floats(value, "--weights")
 
 
 # name → (type, help, how a given value becomes the config value); every key is sample.<name>
@@ -80,6 +75,10 @@ DEVICE_HELP = "Where the models run: auto (CUDA when available), cpu, cuda, cuda
 DTYPE_HELP = "Inference precision of the diffusion models (the VAE stays float32); float16 on GPUs only."
 
 
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else value
+
+
 def sampling_options(*names: str, device: bool = True) -> Callable:
     """Add the options ``names`` (default: all) and ``--device``/``--dtype`` to a command.
 
@@ -87,52 +86,23 @@ def sampling_options(*names: str, device: bool = True) -> Callable:
     and ``device: str`` and ``dtype: str`` when ``device`` is true.
     """
     chosen = names or tuple(OPTIONS)
-
-    def decorate(fn: Callable) -> Callable:
-        sig = inspect.signature(fn, eval_str=True)
-        base = [p for p in sig.parameters.values() if p.name not in ("sample", "device", "dtype")]
-        extra = [
-            inspect.Parameter(
-                n,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[OPTIONS[n][0] | None, typer.Option(help=OPTIONS[n][1])],
-            )
-            for n in chosen
+    extra = [
+        option(n, Annotated[OPTIONS[n][0] | None, typer.Option(help=OPTIONS[n][1])], None) for n in chosen
+    ]
+    if device:
+        extra += [
+            option("device", Annotated[str, typer.Option(help=DEVICE_HELP)], "auto"),
+            option("dtype", Annotated[Dtype, typer.Option(help=DTYPE_HELP)], Dtype.float32),
         ]
+
+    def adapt(kwargs: dict[str, Any]) -> dict[str, Any]:
+        given = {}
+        for n in chosen:
+            value = kwargs.pop(n, None)
+            if value is not None:
+                given[f"sample.{n}"] = OPTIONS[n][2](_plain(value))
         if device:
-            extra += [
-                inspect.Parameter(
-                    "device",
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default="auto",
-                    annotation=Annotated[str, typer.Option(help=DEVICE_HELP)],
-                ),
-                inspect.Parameter(
-                    "dtype",
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=Dtype.float32,
-                    annotation=Annotated[Dtype, typer.Option(help=DTYPE_HELP)],
-                ),
-            ]
+            kwargs["dtype"] = str(_plain(kwargs["dtype"]))
+        return {**kwargs, "sample": given}
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            given = {}
-            for n in chosen:
-                value = kwargs.pop(n, None)
-                if value is not None:
-                    given[f"sample.{n}"] = OPTIONS[n][2](value.value if isinstance(value, StrEnum) else value)
-            if device:
-                kwargs["dtype"] = str(
-                    kwargs["dtype"].value if isinstance(kwargs["dtype"], StrEnum) else kwargs["dtype"]
-                )
-            return fn(*args, sample=given, **kwargs)
-
-        params = base + extra
-        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
-        return wrapper
-
-    return decorate
+    return lambda fn: with_options(fn, extra, adapt, hidden=("sample", "device", "dtype"))

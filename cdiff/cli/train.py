@@ -2,64 +2,112 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cdiff import config as cfg_mod
 from cdiff.cli.common import (
-    ConfigOpt,
     DataOpt,
-    DryRunOpt,
-    ForceOpt,
+    MinutesOpt,
     ResumeOpt,
-    RunOpt,
-    SetOpt,
+    StageOptions,
+    StepsOpt,
     _print_parameters,
     _print_table,
     _training_summary,
     app,
     err_console,
     handle_errors,
-    resolve,
+    log,
+    option,
+    stage_options,
+    with_options,
 )
 from cdiff.errors import InputError
-from cdiff.rundir import default_run_dir
+
+VaeStepsOpt = Annotated[
+    int | None, typer.Option(help="Optimiser steps. \\[default: the preset's vae.train.steps]")
+]
+ModalityOpt = Annotated[
+    str, typer.Option(help="Which condition drives the model: a registered modality (text, mask, ...).")
+]
+
+
+@dataclass(frozen=True)
+class Training:
+    """A training command's options: ``--data``, ``--steps``, ``--minutes``, ``--resume`` and the stage's."""
+
+    data: Path | None
+    steps: int | None
+    minutes: float | None
+    resume: bool
+    opts: StageOptions
+
+    @property
+    def run_dir(self) -> Path:
+        return self.opts.run_dir
+
+    @property
+    def data_dir(self) -> Path:
+        """``--data``, else RUN/data."""
+        return self.data or self.run_dir / "data"
+
+
+def training_options(steps: Any = StepsOpt) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--data``, ``--steps``, ``--minutes``, ``--resume``, then the stage options, after a command's own.
+
+    The command receives them as ``job: Training``; ``steps`` is the type of ``--steps``.
+    """
+    extra = [
+        option("data", DataOpt, None),
+        option("steps", steps, None),
+        option("minutes", MinutesOpt, None),
+        option("resume", ResumeOpt, False),
+    ]
+
+    def adapt(kwargs: dict[str, Any]) -> dict[str, Any]:
+        job = Training(**{p.name: kwargs.pop(p.name) for p in extra}, opts=kwargs.pop("opts"))
+        return {**kwargs, "job": job}
+
+    return lambda fn: stage_options()(with_options(fn, extra, adapt, hidden=("job",)))
+
+
+def _train(
+    job: Training,
+    section: str,
+    counts: Callable[[cfg_mod.Config], dict[str, int]],
+    run: Callable[..., Any],
+    *lead: Any,
+    out: str | None = None,
+) -> Any | None:
+    """A training stage: ``--steps``/``--minutes`` set ``SECTION.train.*``; the stage's report.
+
+    With ``--dry-run``, the config and the parameter counts instead (and None). ``run`` is the stage's,
+    called as ``run(cfg, *lead, data, RUN/out)`` (``out``: default ``section``).
+    """
+    opts = job.opts
+    cfg = opts.resolve({f"{section}.train.steps": job.steps, f"{section}.train.minutes": job.minutes})
+    if opts.print_dry_run(cfg):
+        _print_parameters(counts(cfg))
+        return None
+    out_dir = job.run_dir / (out or section)
+    return run(cfg, *lead, job.data_dir, out_dir, force=opts.force, resume=job.resume, log=log)
 
 
 @app.command("train-vae")
 @handle_errors
-def train_vae(
-    data: DataOpt = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Optimiser steps. \\[default: the preset's vae.train.steps]")
-    ] = None,
-    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
-    resume: ResumeOpt = False,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-) -> None:
+@training_options(steps=VaeStepsOpt)
+def train_vae(*, job: Training) -> None:
     """Train the KL autoencoder (L1 + perceptual + KL, seed eq. 1) and compute its latent scale factor."""
     from cdiff.stages import train_vae as stage
 
-    cfg = resolve(config, {"vae.train.steps": steps, "vae.train.minutes": minutes}, set_)
-    run_dir = run or default_run_dir(config)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        _print_parameters(stage.parameter_counts(cfg))
+    report = _train(job, "vae", stage.parameter_counts, stage.run)
+    if report is None:
         return
-    report = stage.run(
-        cfg,
-        data or run_dir / "data",
-        run_dir / "vae",
-        force=force,
-        resume=resume,
-        log=lambda m: err_console.print(m, highlight=False),
-    )
     _print_table(
         f"VAE → {report.out}",
         [
@@ -88,47 +136,30 @@ def _prepared_vocab(folder: Path, modality: str) -> int | None:
         return None
 
 
+def _dry_run_vocab(cfg: cfg_mod.Config, folder: Path, modality: str) -> int | None:
+    """The vocabulary size to count parameters with (``_prepared_vocab``), saying when BERT's is assumed."""
+    from cdiff import modalities
+
+    vocab = _prepared_vocab(folder, modality)
+    has_vocab = modalities.get(modality).has_vocabulary
+    if vocab is None and has_vocab and cfg.unimodal.text_encoder.vocab_size is None:
+        err_console.print("note: no prepared tokenizer yet; counting with BERT's 30,522-token vocabulary")
+    return vocab
+
+
 @app.command("train-unimodal")
 @handle_errors
-def train_unimodal(
-    modality: Annotated[
-        str, typer.Option(help="Which condition drives the model: a registered modality (text, mask, ...).")
-    ],
-    data: DataOpt = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
-    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
-    resume: ResumeOpt = False,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-) -> None:
+@training_options()
+def train_unimodal(modality: ModalityOpt, *, job: Training) -> None:
     """Train a text- or mask-driven latent diffusion model (UNet + condition encoder) from scratch."""
     from cdiff.stages import train_unimodal as stage
 
-    cfg = resolve(config, {"unimodal.train.steps": steps, "unimodal.train.minutes": minutes}, set_)
-    run_dir = run or default_run_dir(config)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        vocab = _prepared_vocab(data or run_dir / "data", modality)
-        from cdiff import modalities
+    def counts(cfg: cfg_mod.Config) -> dict[str, int]:
+        return stage.parameter_counts(cfg, modality, _dry_run_vocab(cfg, job.data_dir, modality))
 
-        has_vocab = modalities.get(modality).has_vocabulary
-        if vocab is None and has_vocab and cfg.unimodal.text_encoder.vocab_size is None:
-            err_console.print("note: no prepared tokenizer yet; counting with BERT's 30,522-token vocabulary")
-        _print_parameters(stage.parameter_counts(cfg, modality, vocab))
+    report = _train(job, "unimodal", counts, stage.run, modality, job.run_dir, out=modality)
+    if report is None:
         return
-    report = stage.run(
-        cfg,
-        modality,
-        run_dir,
-        data or run_dir / "data",
-        run_dir / modality,
-        force=force,
-        resume=resume,
-        log=lambda m: err_console.print(m, highlight=False),
-    )
     _training_summary(
         f"{modality} model → {report.out}", report, [("final loss", f"{report.final_loss:.4f}")]
     )
@@ -136,35 +167,14 @@ def train_unimodal(
 
 @app.command("train-diffuser")
 @handle_errors
-def train_diffuser(
-    data: DataOpt = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
-    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
-    resume: ResumeOpt = False,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-) -> None:
+@training_options()
+def train_diffuser(*, job: Training) -> None:
     """Train the dynamic diffusers over the frozen uni-modal models (diffuser.modalities)."""
     from cdiff.stages import train_diffuser as stage
 
-    cfg = resolve(config, {"diffuser.train.steps": steps, "diffuser.train.minutes": minutes}, set_)
-    run_dir = run or default_run_dir(config)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        _print_parameters(stage.parameter_counts(cfg))
+    report = _train(job, "diffuser", stage.parameter_counts, stage.run, job.run_dir)
+    if report is None:
         return
-    report = stage.run(
-        cfg,
-        run_dir,
-        data or run_dir / "data",
-        run_dir / "diffuser",
-        force=force,
-        resume=resume,
-        log=lambda m: err_console.print(m, highlight=False),
-    )
     _training_summary(
         f"dynamic diffusers → {report.out}",
         report,
@@ -177,38 +187,20 @@ def train_diffuser(
 
 @app.command("train-evaluator")
 @handle_errors
-def train_evaluator(
-    data: DataOpt = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")] = None,
-    minutes: Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")] = None,
-    resume: ResumeOpt = False,
-    config: ConfigOpt = "demo",
-    run: RunOpt = None,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    force: ForceOpt = False,
-) -> None:
+@training_options()
+def train_evaluator(*, job: Training) -> None:
     """Train the evaluator models for [b]cdiff evaluate[/]: a face parser (19 classes) and an attribute classifier (gender, beard, age).
 
     Reports their accuracy on the validation images and on the VAE's reconstructions of them.
     """
     from cdiff.stages import train_evaluator as stage
 
-    cfg = resolve(config, {"evaluator.train.steps": steps, "evaluator.train.minutes": minutes}, set_)
-    run_dir = run or default_run_dir(config)
-    if dry_run:
-        typer.echo(cfg_mod.to_yaml(cfg), nl=False)
-        _print_parameters(stage.parameter_counts(cfg, resolution=cfg.data.resolution))
+    def counts(cfg: cfg_mod.Config) -> dict[str, int]:
+        return stage.parameter_counts(cfg, resolution=cfg.data.resolution)
+
+    report = _train(job, "evaluator", counts, stage.run, job.run_dir)
+    if report is None:
         return
-    report = stage.run(
-        cfg,
-        run_dir,
-        data or run_dir / "data",
-        run_dir / "evaluator",
-        force=force,
-        resume=resume,
-        log=lambda m: err_console.print(m, highlight=False),
-    )
     rows = [(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()]
     rows.append(("steps", f"{report.steps}"))
     for key, value in report.val.items():

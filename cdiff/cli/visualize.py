@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cdiff.cli.common import ForceOpt, _progress, app, handle_errors, out_console
+from cdiff.cli.common import ForceOpt, _progress, app, handle_errors, out_option, say
+
+VisualizeOutOpt = out_option("GENERATION/visualize")
 
 
 @app.command()
@@ -19,7 +21,7 @@ def visualize(
     image: Annotated[
         list[str] | None, typer.Option("--image", help="Only this image (file name or stem; repeatable).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder. \\[default: GENERATION/visualize]")] = None,
+    out: VisualizeOutOpt = None,
     run: Annotated[
         Path | None, typer.Option("--run", help="Run directory with the VAE. \\[default: the generation's]")
     ] = None,
@@ -30,9 +32,8 @@ def visualize(
 
     with _progress("visualising") as update:
         report = stage.run(generation, out, images=image, run_dir=run, force=force, progress=update)
-    out_console.print(
-        f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s",
-        highlight=False,
+    say(
+        f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s"
     )
 
 
@@ -46,4 +47,4 @@ def report(
     from cdiff.stages import report as stage
 
     result = stage.run(run, force=force)
-    out_console.print(f"wrote {result.path} ({', '.join(result.sections)})", highlight=False)
+    say(f"wrote {result.path} ({', '.join(result.sections)})")
