@@ -463,6 +463,16 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
     assert not marker.exists() and not (tmp_path / "run").exists()
 
 
+def test_expanded_tensors_are_refused_before_anything_is_materialised(tmp_path):
+    path = tmp_path / "256_vae.ckpt"
+    betas = torch.zeros(1, dtype=torch.float64).expand(20_000_000_000)  # 160 GB claimed, 8 bytes stored
+    torch.save({"state_dict": {"betas": betas, "encoder.conv_in.weight": torch.zeros(1)}}, path)
+    assert path.stat().st_size < 10_000
+    result = invoke("import-official", path, "--resolution", "256", "--run", tmp_path / "run")
+    one_line_error(result, "tensor betas claims shape 20000000000 with strides (0,) over 8 bytes")
+    assert not (tmp_path / "run").exists()
+
+
 def test_lightning_objects_load_as_inert_stand_ins_in_every_format(tmp_path):
     sd = {"encoder.conv_in.weight": torch.ones(2)}
     for legacy in (False, True):

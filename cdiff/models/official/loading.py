@@ -94,7 +94,21 @@ def _state_dict(path: Path, obj: Any) -> tuple[dict[str, torch.Tensor], dict]:
         raise InputError(
             f"{path} holds no state_dict of tensors; is it one of the released .ckpt files (REFERENCE.md §5)?"
         )
+    _check_views(path, sd)
     info = {"global_step": obj.get("global_step"), "top_level_keys": sorted(map(str, obj))}
     if not isinstance(info["global_step"], int):
         info["global_step"] = None
     return sd, info
+
+
+def _check_views(path: Path, sd: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors that claim more elements than their stored bytes (stride-0 or overlapping views):
+    copying one would expand a small file into any amount of memory. Nothing is materialised here."""
+    for key, t in sd.items():
+        stored = t.untyped_storage().nbytes()
+        if t.numel() * t.element_size() > stored or t.storage_offset() * t.element_size() > stored:
+            shape = "×".join(map(str, t.shape))
+            raise InputError(
+                f"{path}: tensor {key} claims shape {shape} with strides {tuple(t.stride())} over {stored:,} bytes "
+                "of data (an expanded view, not a saved weight); the file is malformed, download it again"
+            )
