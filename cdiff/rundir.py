@@ -235,3 +235,36 @@ def finish_stage(partial: Path, final: Path, manifest: dict[str, Any]) -> None:
     os.replace(partial, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class StageOutput:
+    """One stage's output folder, from the first check to the manifest.
+
+    Made before any set-up (so finished work is refused at once, see :func:`check_output`), it
+    times the stage, opens ``<out>.partial/`` with :meth:`begin` and writes the manifest and
+    moves the folder into place with :meth:`finish`.
+    """
+
+    def __init__(self, out: Path, force: bool):
+        check_output(out, force)
+        self.out, self.force = out, force
+        self.t0 = time.perf_counter()
+        self.partial: Path | None = None
+
+    def elapsed(self) -> float:
+        """Seconds since the stage started."""
+        return time.perf_counter() - self.t0
+
+    def begin(self, cfg) -> Path:
+        """The ``.partial`` folder for the resolved config ``cfg`` (see :func:`begin_stage`)."""
+        from cdiff import config as cfg_mod  # here: the config modules may use this one
+
+        self.partial, _ = begin_stage(self.out, cfg_mod.to_yaml(cfg), self.force)
+        return self.partial
+
+    def finish(self, stage: str, cfg, inputs: dict[str, Any], outputs: dict[str, Any], **extra: Any) -> None:
+        """Write the manifest (see :func:`make_manifest`) and move the folder into place."""
+        from cdiff import config as cfg_mod
+
+        manifest = make_manifest(stage, cfg_mod.to_dict(cfg), inputs, outputs, self.elapsed(), **extra)
+        finish_stage(self.partial, self.out, manifest)

@@ -199,6 +199,7 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    # 1. the models, each with its training stage's manifest
     sizes, sha, stages = {}, {}, {}
     origin = {
         **_git_commit(),
@@ -209,41 +210,17 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
     shipped = {part: (stage, (WEIGHTS,)) for part, stage in PARTS.items()}
     shipped[EVALUATOR] = ("train-evaluator", EVALUATOR_FILES)
     for part, (stage, files) in shipped.items():
-        src = run_dir / part
-        require_stage(src, stage, f"make demo-train (the {part} stage)")
-        (staging / part).mkdir()
-        manifest = read_manifest(src)
-        for name in files:
-            _fp16_copy(src / name, staging / part / name)
-            digest = sha256_file(staging / part / name)
-            manifest["outputs"][name] = {
-                "sha256": digest,
-                "trained_sha256": manifest["outputs"][name]["sha256"],
-            }
-            sizes[part if len(files) == 1 else f"{part}/{name}"] = (staging / part / name).stat().st_size
-            sha[part] = digest
-        shutil.copy2(src / CONFIG, staging / part / CONFIG)
-        if (src / "tokenizer").is_dir():
-            shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
-        manifest["shipped"] = origin
-        atomic_write_json(staging / part / "manifest.json", manifest)
-        section = {"text": "unimodal", "mask": "unimodal"}.get(part, part)
-        stages[part] = {
-            "wall_time_s": manifest.get("wall_time_s"),
-            "metrics": manifest.get("metrics", {}),
-            "parameters": manifest.get("parameters", {}),
-            "seed": manifest["config"][section]["train"]["seed"],
-        }
+        stages[part] = _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha)
     # the diffusers name the experts they were trained with: now the shipped (fp16) files
     record = json.loads((staging / "diffuser" / CONFIG).read_text())
     record["experts"] = {m: sha[m] for m in record["experts"]}
     (staging / "diffuser" / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    # 2. examples (the run gets the same: make demo reads them) and reference images
     _write_examples(run_dir, staging / EXAMPLES)
-    shutil.rmtree(
-        run_dir / EXAMPLES, ignore_errors=True
-    )  # the run gets the same examples (make demo reads them)
+    shutil.rmtree(run_dir / EXAMPLES, ignore_errors=True)
     shutil.copytree(staging / EXAMPLES, run_dir / EXAMPLES)
     reference = _write_reference(staging)
+    # 3. the manifest, then move into place
     atomic_write_json(
         staging / "manifest.json",
         {
@@ -261,6 +238,36 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
         shutil.rmtree(dest)
     staging.replace(dest)
     return sizes
+
+
+def _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha) -> dict:
+    """Copy one part's weights (fp16), config, tokenizer and manifest; adds to ``sizes`` and ``sha``
+    and returns the part's record in the shipped manifest."""
+    src = run_dir / part
+    require_stage(src, stage, f"make demo-train (the {part} stage)")
+    (staging / part).mkdir()
+    manifest = read_manifest(src)
+    for name in files:
+        _fp16_copy(src / name, staging / part / name)
+        digest = sha256_file(staging / part / name)
+        manifest["outputs"][name] = {
+            "sha256": digest,
+            "trained_sha256": manifest["outputs"][name]["sha256"],
+        }
+        sizes[part if len(files) == 1 else f"{part}/{name}"] = (staging / part / name).stat().st_size
+        sha[part] = digest
+    shutil.copy2(src / CONFIG, staging / part / CONFIG)
+    if (src / "tokenizer").is_dir():
+        shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
+    manifest["shipped"] = origin
+    atomic_write_json(staging / part / "manifest.json", manifest)
+    section = {"text": "unimodal", "mask": "unimodal"}.get(part, part)
+    return {
+        "wall_time_s": manifest.get("wall_time_s"),
+        "metrics": manifest.get("metrics", {}),
+        "parameters": manifest.get("parameters", {}),
+        "seed": manifest["config"][section]["train"]["seed"],
+    }
 
 
 def import_demo(run_dir: Path, force: bool = False, source: Path | None = None) -> list[str]:

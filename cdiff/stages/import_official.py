@@ -247,7 +247,25 @@ def run(
     if "text" in parts:
         te = cfg.unimodal.text_encoder
         tok = load_tokenizer_offline(cfg.data.tokenizer_path, te.vocab_size, te.max_length)
-    files = {
+    # 5. write every part into its .partial folder, then move them all into place
+    records = _file_records(sources)
+    manifests = _write_parts(parts, primary, equal, models, records, cfg, tok, run_dir, force, t0, log)
+    dropped = Counter(r for s in sources.values() for r in s.plan.dropped.values())
+    return ImportReport(
+        run_dir,
+        {p: primary[p].kind for p in parts},
+        {k: s.path for k, s in sources.items()},
+        {p: equal[p] for p in parts},
+        sum(len(primary[p].plan.parts[p]) for p in parts),
+        dict(dropped),
+        {p: manifests[p]["parameters"][p] for p in parts},
+        time.perf_counter() - t0,
+    )
+
+
+def _file_records(sources: dict[str, Source]) -> dict[str, dict]:
+    """What the manifests say of each file read: kind → path, size, hash, training step, keys."""
+    return {
         s.kind: {
             "path": str(s.path.resolve()),
             "bytes": s.path.stat().st_size,
@@ -258,7 +276,11 @@ def run(
         }
         for s in sources.values()
     }
-    # 5. write every part into its .partial folder, then move them all into place
+
+
+def _write_parts(parts, primary, equal, models, files, cfg, tok, run_dir, force, t0, log) -> dict[str, dict]:
+    """Write each part into its ``.partial`` folder (all of them removed if one fails), then move them
+    all into place; returns the parts' manifests. ``models[part]`` is dropped once written."""
     partials: dict[str, Path] = {}
     shas: dict[str, str] = {}
     manifests = {}
@@ -279,17 +301,7 @@ def run(
         raise
     for part in parts:
         finish_stage(partials[part], run_dir / part, manifests[part])
-    dropped = Counter(r for s in sources.values() for r in s.plan.dropped.values())
-    return ImportReport(
-        run_dir,
-        {p: primary[p].kind for p in parts},
-        {k: s.path for k, s in sources.items()},
-        {p: equal[p] for p in parts},
-        sum(len(primary[p].plan.parts[p]) for p in parts),
-        dict(dropped),
-        {p: manifests[p]["parameters"][p] for p in parts},
-        time.perf_counter() - t0,
-    )
+    return manifests
 
 
 def _export(part: str, model, folder: Path, cfg: Config, tok, shas: dict[str, str]) -> None:

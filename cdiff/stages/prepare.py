@@ -15,29 +15,18 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdiff import config as cfg_mod
 from cdiff.config import Config
 from cdiff.data import prepared
 from cdiff.data.sources import SampleError, make_source
 from cdiff.data.tokenizer import load_bert, train_wordpiece
 from cdiff.errors import InputError
-from cdiff.rundir import (
-    atomic_write_text,
-    begin_stage,
-    check_output,
-    combine_hashes,
-    finish_stage,
-    hash_tree,
-    make_manifest,
-    sha256_file,
-)
+from cdiff.rundir import StageOutput, atomic_write_text, combine_hashes, hash_tree, sha256_file
 
 PROGRESS = "progress.jsonl"
 
@@ -76,35 +65,19 @@ def run(
     progress: Callable[[int, int], None] | None = None,
 ) -> PrepareReport:
     """Prepare the dataset described by ``cfg.data`` into ``out``."""
-    check_output(out, force)  # before any set-up: finished work is refused at once
-    t0 = time.perf_counter()
+    stage = StageOutput(out, force)  # before any set-up: finished work is refused at once
     data = cfg.data
     # 1. source and split
     source = make_source(data)
     ids = source.ids()
     val = set(ids[len(ids) - val_size(len(ids), data) :])
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    partial = stage.begin(cfg)
     # 2. samples
     done = _read_progress(partial / PROGRESS)
     todo = [i for i in ids if i not in done]
-    try:
-        _process_all(source, todo, partial, data, skip_bad, done, progress, len(ids))
-    except InputError as exc:
-        finished = sum(1 for r in done.values() if "record" in r)
-        if finished == 0:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise InputError(f"{exc}; fix the input or pass --skip-bad to skip such samples") from None
-        raise InputError(
-            f"{exc}; fix the input or pass --skip-bad (the {finished} samples done so far are kept "
-            f"in {partial} and the next run resumes)"
-        ) from None
+    _process_or_explain(source, todo, partial, data, skip_bad, done, progress, len(ids))
     # 3. tables and tokenizer
-    records = [
-        dict(done[i]["record"], split="val" if i in val else "train") for i in ids if "record" in done[i]
-    ]
-    if not any(r["split"] == "train" for r in records):
-        shutil.rmtree(partial, ignore_errors=True)
-        raise InputError(f"no usable training samples in {source.name} input; check the paths")
+    records = _split_records(ids, done, val, partial, source.name)
     _write_tables(partial, records)
     _write_preview(
         partial, [r["id"] for r in records if r["split"] == "val"][:12] or [records[0]["id"]], data
@@ -120,15 +93,14 @@ def run(
         kept=dict(Counter(r["split"] for r in records)),
         skipped=Counter(s["skipped"] for s in skipped.values()),
         resumed_from=len(ids) - len(todo),
-        wall_time_s=time.perf_counter() - t0,
+        wall_time_s=stage.elapsed(),
         vocab_size=len(tokenizer),
     )
-    manifest = make_manifest(
+    stage.finish(
         "prepare",
-        cfg_mod.to_dict(cfg),
+        cfg,
         _hash_inputs(source.inputs(), done),
         _outputs(partial),
-        report.wall_time_s,
         counts={
             "candidates": len(ids),
             "kept": report.kept,
@@ -138,7 +110,6 @@ def run(
         skipped=[{"id": i, "reason": s["skipped"], "detail": s["detail"]} for i, s in skipped.items()],
         tokenizer={"kind": data.tokenizer, "vocab_size": len(tokenizer), "max_length": data.max_length},
     )
-    finish_stage(partial, out, manifest)
     return report
 
 
@@ -204,6 +175,21 @@ def _process_all(source, todo, partial, data, skip_bad, done, progress, total) -
                 progress(len(done), total)
 
 
+def _process_or_explain(source, todo, partial, data, skip_bad, done, progress, total) -> None:
+    """:func:`_process_all`, a bad sample's error saying how to go on (a run with nothing done is removed)."""
+    try:
+        _process_all(source, todo, partial, data, skip_bad, done, progress, total)
+    except InputError as exc:
+        finished = sum(1 for r in done.values() if "record" in r)
+        if finished == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise InputError(f"{exc}; fix the input or pass --skip-bad to skip such samples") from None
+        raise InputError(
+            f"{exc}; fix the input or pass --skip-bad (the {finished} samples done so far are kept "
+            f"in {partial} and the next run resumes)"
+        ) from None
+
+
 def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
     """Results of an interrupted run (a torn last line is ignored: that sample is redone)."""
     done: dict[str, dict[str, Any]] = {}
@@ -218,6 +204,17 @@ def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
 
 
 # ---- steps 3-4 ------------------------------------------------------------------------------
+
+
+def _split_records(ids: list[str], done: dict, val: set[str], partial: Path, source: str) -> list[dict]:
+    """The kept samples' records in id order, each with its split; fails when none is for training."""
+    records = [
+        dict(done[i]["record"], split="val" if i in val else "train") for i in ids if "record" in done[i]
+    ]
+    if not any(r["split"] == "train" for r in records):
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InputError(f"no usable training samples in {source} input; check the paths")
+    return records
 
 
 def _write_tables(out: Path, records: list[dict[str, Any]]) -> None:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,18 +30,11 @@ from cdiff.modalities import Context
 from cdiff.models.collab import DTYPES, Collaboration, DiffuserSet, export_diffusers
 from cdiff.models.unimodal import UnimodalModel, load_unimodal
 from cdiff.models.vae import load_vae
-from cdiff.rundir import (
-    begin_stage,
-    check_output,
-    finish_stage,
-    make_manifest,
-    read_manifest,
-    require_stage,
-    sha256_file,
-)
+from cdiff.rundir import read_manifest, require_stage
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
-from cdiff.training.loop import CKPT, Task, fit
+from cdiff.stages import training_common as tc
+from cdiff.training.loop import Task, fit
 
 GRID_CONDITIONS = 8
 
@@ -180,13 +172,11 @@ def run(
     resume: bool = False,
     log=print,
 ) -> DiffuserReport:
-    check_output(out, force)  # before any set-up: finished work is refused at once
-    t0 = time.perf_counter()
+    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
     # 1. inputs: data, VAE, experts, latent cache
     mods = check_modalities(cfg)
     data = PreparedDataset.open(data_dir)
-    vae_dir = run_dir / "vae"
-    require_stage(vae_dir, "train-vae", f"cdiff train-vae --run {run_dir}")
+    vae_dir = tc.require_vae(run_dir)
     vae, vae_meta = load_vae(vae_dir)
     experts = load_experts(run_dir, mods, cfg.diffuser.expert_dtype)
     res = vae_meta["resolution"]
@@ -195,42 +185,48 @@ def run(
         for m, e in experts.items()
     }
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
-    train_ids = data.split("train")
-    cond = {m: modalities.get(m).from_dataset(data, train_ids, ctx[m]) for m in mods}
+    cond = {m: modalities.get(m).from_dataset(data, data.split("train"), ctx[m]) for m in mods}
     torch.manual_seed(cfg.diffuser.train.seed)  # the initial weights are part of a reproducible run
     diffusers, extra = build_diffusers(cfg, experts, vae_meta["latent_channels"], vae_meta["latent_size"])
     collab = Collaboration(experts, diffusers, mods)
-    nulls = None
-    if cfg.diffuser.train_guidance != 1.0:
-        plain = [m for m, e in experts.items() if e.cfg.cond_dropout <= 0]
-        if plain:
-            raise InputError(
-                f"diffuser.train_guidance needs experts trained with condition dropout; the {plain[0]} model was not"
-            )
-        nulls = {m: modalities.get(m).null(cond[m], ctx[m]) for m in mods}
-    task = DiffuserTask(collab, cfg, vae_meta["scale_factor"], nulls=nulls)
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    task = DiffuserTask(collab, cfg, vae_meta["scale_factor"], nulls=_training_nulls(cfg, experts, cond, ctx))
+    partial = stage.begin(cfg)
 
     # 2-3. train, with collaborative validation grids
-    val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
+    val_ids = tc.preview_ids(data, GRID_CONDITIONS)
     val_cond = {m: modalities.get(m).from_dataset(data, val_ids, ctx[m]) for m in mods}
 
     def on_sample(step: int, t: Task) -> None:
         images = sc.preview_images(
             CollabPredictor(t.collab, "collaborative"), t.collab, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
-        _save_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, mods, images)
+        _save_grid(stage.sample_path(step), data, val_ids, mods, images)
 
-    result = fit(
-        task,
-        MultiConditionedLatents(lat, cond),
-        cfg.diffuser.train,
-        partial,
-        resume=resume,
-        on_sample=on_sample,
-    )
+    dataset = MultiConditionedLatents(lat, cond)
+    result = fit(task, dataset, cfg.diffuser.train, partial, resume=resume, on_sample=on_sample)
 
     # 4. export
+    _export(partial, diffusers, vae_meta, extra, run_dir, mods)
+    counts = diffusers.parameter_counts()
+    final_loss = sc.last_metric(partial, "loss")
+    final_avg = sc.last_metric(partial, "loss_average")
+    inputs = tc.inputs(data_dir, data, {"vae": vae_dir, **{m: run_dir / m for m in mods}})
+    metrics = {
+        "steps": result.step,
+        "final_loss": final_loss,
+        "final_loss_average": final_avg,
+        "samples_per_s": result.samples_per_s,
+    }
+    stage.finish("train-diffuser", cfg, inputs, tc.hashed(partial), metrics=metrics, parameters=counts)
+    return DiffuserReport(
+        out, result.step, stage.elapsed(), result.samples_per_s, counts, final_loss, final_avg
+    )
+
+
+def _export(
+    partial: Path, diffusers: DiffuserSet, vae_meta: dict, extra: dict, run_dir: Path, mods: list[str]
+) -> None:
+    """The diffusers' weights and config, which names the experts' weights."""
     diffusers.eval()
     meta = {
         "latent_channels": vae_meta["latent_channels"],
@@ -239,35 +235,18 @@ def run(
         "experts": {m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in mods},
     }
     export_diffusers(partial, diffusers, meta)
-    (partial / CKPT).unlink(missing_ok=True)
-    counts = diffusers.parameter_counts()
-    final_loss = sc.last_metric(partial, "loss")
-    final_avg = sc.last_metric(partial, "loss_average")
-    manifest = make_manifest(
-        "train-diffuser",
-        cfg_mod.to_dict(cfg),
-        {
-            "data": {"path": str(data_dir), "outputs": data.manifest["outputs"]},
-            "vae": {
-                "path": str(vae_dir),
-                "sha256": read_manifest(vae_dir)["outputs"]["model.safetensors"]["sha256"],
-            },
-            **{m: {"path": str(run_dir / m), "sha256": meta["experts"][m]} for m in mods},
-        },
-        {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
-        time.perf_counter() - t0,
-        metrics={
-            "steps": result.step,
-            "final_loss": final_loss,
-            "final_loss_average": final_avg,
-            "samples_per_s": result.samples_per_s,
-        },
-        parameters=counts,
-    )
-    finish_stage(partial, out, manifest)
-    return DiffuserReport(
-        out, result.step, time.perf_counter() - t0, result.samples_per_s, counts, final_loss, final_avg
-    )
+
+
+def _training_nulls(cfg: Config, experts: dict[str, UnimodalModel], cond: dict, ctx: dict) -> dict | None:
+    """Each modality's null condition, when the diffusers train on guided predictions."""
+    if cfg.diffuser.train_guidance == 1.0:
+        return None
+    plain = [m for m, e in experts.items() if e.cfg.cond_dropout <= 0]
+    if plain:
+        raise InputError(
+            f"diffuser.train_guidance needs experts trained with condition dropout; the {plain[0]} model was not"
+        )
+    return {m: modalities.get(m).null(cond[m], ctx[m]) for m in cond}
 
 
 def _save_grid(

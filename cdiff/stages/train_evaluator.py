@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cdiff import config as cfg_mod
 from cdiff.config import Config
 from cdiff.data import attributes as attr_mod
 from cdiff.data.datasets import to_tensor, to_uint8
@@ -33,8 +30,8 @@ from cdiff.imageio import grid, save_png
 from cdiff.metrics import mean_iou, nanmean
 from cdiff.models import evaluator as ev
 from cdiff.models.vae import load_vae, reconstruct
-from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
-from cdiff.training.loop import CKPT, METRICS, Task, fit
+from cdiff.stages import training_common as tc
+from cdiff.training.loop import Task, fit
 
 GRID_IMAGES = 8
 MAX_VAL = 1000  # validation images scored at the end (all of them for the demo)
@@ -202,11 +199,7 @@ def parameter_counts(cfg: Config, source: str = "synthetic", resolution: int = 6
         source, resolution, tuple(e.parser_channels), e.parser_size, tuple(e.classifier_channels),
         e.classifier_size, attr_mod.classes(source),
     )  # fmt: skip
-    parser, classifier = ev.build(spec)
-    return {
-        "face parser": sum(p.numel() for p in parser.parameters()),
-        "attribute classifier": sum(p.numel() for p in classifier.parameters()),
-    }
+    return _counts(*ev.build(spec))
 
 
 def run(
@@ -219,8 +212,7 @@ def run(
     resume: bool = False,
     log=print,
 ) -> EvaluatorReport:
-    check_output(out, force)  # before any set-up: finished work is refused at once
-    t0 = time.perf_counter()
+    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
     # 1. data and models
     data = PreparedDataset.open(data_dir)
     spec = spec_of(cfg, data)
@@ -228,22 +220,12 @@ def run(
     train = EvaluatorData(data, data.split("train"), names)
     val_ids = data.split("val")[:MAX_VAL] or data.split("train")[:GRID_IMAGES]
     val = EvaluatorData(data, val_ids, names)
-    known = {n: int((train.attrs[:, k] >= 0).sum()) for k, n in enumerate(names)}
-    for n, count in known.items():
-        if count == 0:
-            log(
-                f"note: no training image has a known {n}: its accuracy will be nan (the data has no labels for it)"
-            )
-    vae = load_vae(run_dir / "vae")[0] if (run_dir / "vae" / "manifest.json").is_file() else None
-    if vae is None and cfg.evaluator.reconstructed > 0:
-        log("note: the run has no VAE yet: the evaluator trains on real images only")
-    if vae is not None and cfg.evaluator.reconstructed > 0 and train.cache is not None:
-        log(f"reconstructing the {len(train)} training images with the run's VAE")
-        train.precompute_reconstructions(vae)
+    known = _known_labels(train, names, log)
+    vae = _training_vae(run_dir, cfg, train, log)
     torch.manual_seed(cfg.evaluator.train.seed)  # the initial weights are part of a reproducible run
     parser, classifier = ev.build(spec)
     task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment, vae, cfg.evaluator.reconstructed)
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    partial = stage.begin(cfg)
     val_items = [val[i] for i in range(len(val))]
     val_x = torch.stack([v["image"] for v in val_items])
     val_y = torch.stack([v["label"] for v in val_items])
@@ -254,46 +236,72 @@ def run(
         n = min(len(val), 128)
         rec = score(t.parser, t.classifier, val_x[:n], val_y[:n], val.attrs[:n], names)
         t.train()
-        with open(partial / METRICS, "a") as f:
-            f.write(json.dumps({"step": step, **{f"val_{k}": round(v, 4) for k, v in rec.items()}}) + "\n")
-        save_parse_grid(
-            partial / "samples" / f"step_{step:06d}.png", t.parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES]
-        )
+        stage.log_metrics({"step": step, **{f"val_{k}": round(v, 4) for k, v in rec.items()}})
+        save_parse_grid(stage.sample_path(step), t.parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
         t.train()
 
     result = fit(task, train, cfg.evaluator.train, partial, resume=resume, on_sample=on_sample)
 
     # 3. validation: real images, then VAE reconstructions
-    parser.eval(), classifier.eval()
-    scores = score(parser, classifier, val_x, val_y, val.attrs, names)
-    rec_scores = None
-    if vae is not None:
-        rec_x = torch.cat([reconstruct(vae, val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
-        rec_scores = score(parser, classifier, rec_x, val_y, val.attrs, names)
+    scores, rec_scores = _validate(parser, classifier, vae, val_x, val_y, val.attrs, names)
 
     # 4. export
-    counts = {
-        "face parser": sum(p.numel() for p in parser.parameters()),
-        "attribute classifier": sum(p.numel() for p in classifier.parameters()),
-    }
+    counts = _counts(parser, classifier)
     metrics = {"val": scores, "val_reconstructed": rec_scores, "val_images": len(val)}
     ev.export(partial, parser, classifier, spec, {"metrics": metrics})
     save_parse_grid(partial / "parser.png", parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
-    (partial / CKPT).unlink(missing_ok=True)
-    manifest = make_manifest(
+    stage.finish(
         "train-evaluator",
-        cfg_mod.to_dict(cfg),
-        {"data": {"path": str(data_dir), "outputs": data.manifest["outputs"]}},
-        {name: {"sha256": sha256_file(partial / name)} for name in (ev.PARSER, ev.CLASSIFIER)},
-        time.perf_counter() - t0,
+        cfg,
+        tc.inputs(data_dir, data),
+        tc.hashed(partial, ev.PARSER, ev.CLASSIFIER),
         metrics={"steps": result.step, "samples_per_s": result.samples_per_s, **metrics},
         parameters=counts,
         known_training_labels=known,
     )
-    finish_stage(partial, out, manifest)
     return EvaluatorReport(
-        out, result.step, time.perf_counter() - t0, result.samples_per_s, counts, scores, rec_scores
+        out, result.step, stage.elapsed(), result.samples_per_s, counts, scores, rec_scores
     )
+
+
+def _known_labels(train: EvaluatorData, names: list[str], log) -> dict[str, int]:
+    """How many training images have a known value of each attribute (a note for those with none)."""
+    known = {n: int((train.attrs[:, k] >= 0).sum()) for k, n in enumerate(names)}
+    for n, count in known.items():
+        if count == 0:
+            log(
+                f"note: no training image has a known {n}: its accuracy will be nan (the data has no labels for it)"
+            )
+    return known
+
+
+def _training_vae(run_dir: Path, cfg: Config, train: EvaluatorData, log):
+    """The run's VAE when it has one (None otherwise), its reconstructions kept beside small training sets."""
+    vae = load_vae(run_dir / "vae")[0] if (run_dir / "vae" / "manifest.json").is_file() else None
+    if vae is None and cfg.evaluator.reconstructed > 0:
+        log("note: the run has no VAE yet: the evaluator trains on real images only")
+    if vae is not None and cfg.evaluator.reconstructed > 0 and train.cache is not None:
+        log(f"reconstructing the {len(train)} training images with the run's VAE")
+        train.precompute_reconstructions(vae)
+    return vae
+
+
+def _validate(parser, classifier, vae, val_x, val_y, attrs, names) -> tuple[dict, dict | None]:
+    """Scores on the validation images, and on their VAE reconstructions when there is a VAE."""
+    parser.eval(), classifier.eval()
+    scores = score(parser, classifier, val_x, val_y, attrs, names)
+    rec_scores = None
+    if vae is not None:
+        rec_x = torch.cat([reconstruct(vae, val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
+        rec_scores = score(parser, classifier, rec_x, val_y, attrs, names)
+    return scores, rec_scores
+
+
+def _counts(parser: ev.FaceParser, classifier: ev.AttributeClassifier) -> dict[str, int]:
+    return {
+        "face parser": sum(p.numel() for p in parser.parameters()),
+        "attribute classifier": sum(p.numel() for p in classifier.parameters()),
+    }
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +27,10 @@ from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.modalities import Context
 from cdiff.models.unimodal import UnimodalModel, export_unimodal
 from cdiff.models.vae import load_vae
-from cdiff.rundir import (
-    begin_stage,
-    check_output,
-    finish_stage,
-    make_manifest,
-    read_manifest,
-    require_stage,
-    sha256_file,
-)
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
-from cdiff.training.loop import CKPT, Task, fit
+from cdiff.stages import training_common as tc
+from cdiff.training.loop import Task, fit
 
 GRID_CONDITIONS = 8
 
@@ -125,29 +116,26 @@ def run(
     resume: bool = False,
     log=print,
 ) -> UnimodalReport:
-    check_output(out, force)  # before any set-up: finished work is refused at once
-    t0 = time.perf_counter()
+    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
     # 1. inputs
     data = PreparedDataset.open(data_dir)
-    vae_dir = run_dir / "vae"
-    require_stage(vae_dir, "train-vae", f"cdiff train-vae --run {run_dir}")
+    vae_dir = tc.require_vae(run_dir)
     _, vae_meta = load_vae(vae_dir)
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
-    train_ids = data.split("train")
     kind = modalities.get(modality)
     ctx = Context(
         vae_meta["resolution"], {"unimodal": cfg_mod.to_dict(cfg.unimodal)}, data=data, run_dir=run_dir
     )
-    cond = kind.from_dataset(data, train_ids, ctx)
+    cond = kind.from_dataset(data, data.split("train"), ctx)
     vocab = kind.vocab_size(data)
     torch.manual_seed(cfg.unimodal.train.seed)  # the initial weights are part of a reproducible run
     model = UnimodalModel(cfg.unimodal, modality, vae_meta["latent_channels"], vae_meta["latent_size"], vocab)
     null = kind.null(cond, ctx) if cfg.unimodal.cond_dropout > 0 else None
     task = UnimodalTask(model, cfg, vae_meta["scale_factor"], null)
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    partial = stage.begin(cfg)
 
     # 2-3. train, with validation grids
-    val_ids = (data.split("val") or train_ids)[:GRID_CONDITIONS]
+    val_ids = tc.preview_ids(data, GRID_CONDITIONS)
     val_cond = {modality: kind.from_dataset(data, val_ids, ctx)}
     vae, _ = load_vae(vae_dir)
 
@@ -155,7 +143,7 @@ def run(
         images = sc.preview_images(
             single(t.model, modality), t.model, vae, vae_meta, cfg, val_cond, len(val_ids)
         )
-        sc.save_condition_grid(partial / "samples" / f"step_{step:06d}.png", data, val_ids, modality, images)
+        sc.save_condition_grid(stage.sample_path(step), data, val_ids, modality, images)
 
     result = fit(
         task, ConditionedLatents(lat, cond), cfg.unimodal.train, partial, resume=resume, on_sample=on_sample
@@ -163,6 +151,26 @@ def run(
 
     # 4. export
     model.eval()
+    _export(partial, model, kind, data, cfg, vae_meta, vocab)
+    counts = model.parameter_counts()
+    final_loss = sc.last_metric(partial, "loss")
+    stage.finish(
+        f"train-unimodal-{modality}",
+        cfg,
+        tc.inputs(data_dir, data, {"vae": vae_dir}),
+        tc.hashed(partial),
+        metrics={"steps": result.step, "final_loss": final_loss, "samples_per_s": result.samples_per_s},
+        parameters=counts,
+    )
+    return UnimodalReport(
+        out, modality, result.step, stage.elapsed(), result.samples_per_s, counts, final_loss
+    )
+
+
+def _export(
+    partial: Path, model: UnimodalModel, kind, data: PreparedDataset, cfg: Config, vae_meta: dict, vocab
+):
+    """The model's weights and config (what sampling needs of the VAE with them), and the modality's assets."""
     meta = {
         "latent_channels": vae_meta["latent_channels"],
         "latent_size": vae_meta["latent_size"],
@@ -173,28 +181,6 @@ def run(
     }
     export_unimodal(partial, model, meta)
     kind.export_assets(data, partial)
-    (partial / CKPT).unlink(missing_ok=True)
-    counts = model.parameter_counts()
-    final_loss = sc.last_metric(partial, "loss")
-    manifest = make_manifest(
-        f"train-unimodal-{modality}",
-        cfg_mod.to_dict(cfg),
-        {
-            "data": {"path": str(data_dir), "outputs": data.manifest["outputs"]},
-            "vae": {
-                "path": str(vae_dir),
-                "sha256": read_manifest(vae_dir)["outputs"]["model.safetensors"]["sha256"],
-            },
-        },
-        {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
-        time.perf_counter() - t0,
-        metrics={"steps": result.step, "final_loss": final_loss, "samples_per_s": result.samples_per_s},
-        parameters=counts,
-    )
-    finish_stage(partial, out, manifest)
-    return UnimodalReport(
-        out, modality, result.step, time.perf_counter() - t0, result.samples_per_s, counts, final_loss
-    )
 
 
 __all__ = ["parameter_counts", "run"]

@@ -9,14 +9,11 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cdiff import config as cfg_mod
 from cdiff.config import Config, VAEConfig
 from cdiff.data.datasets import ImageDataset, to_uint8
 from cdiff.data.prepared import PreparedDataset
@@ -24,8 +21,8 @@ from cdiff.imageio import grid, save_png
 from cdiff.models.build import build_vae, count_parameters
 from cdiff.models.vae import export_vae, latent_scale_factor, psnr, reconstruct
 from cdiff.models.vae_loss import PatchGAN, VGGPerceptual, find_vgg16, hinge_d_loss
-from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
-from cdiff.training.loop import CKPT, METRICS, Task, fit
+from cdiff.stages import training_common as tc
+from cdiff.training.loop import Task, fit
 
 GRID_IMAGES = 8
 
@@ -95,33 +92,27 @@ def parameter_counts(cfg: Config) -> dict[str, int]:
 def run(
     cfg: Config, data_dir: Path, out: Path, *, force: bool = False, resume: bool = False, log=print
 ) -> VAEReport:
-    check_output(out, force)  # before any set-up: finished work is refused at once
-    t0 = time.perf_counter()
+    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
     # 1. data and models
     data = PreparedDataset.open(data_dir)
     train = ImageDataset(data, "train")
-    val_ids = data.split("val")[:GRID_IMAGES] or data.split("train")[:GRID_IMAGES]
+    val_ids = tc.preview_ids(data, GRID_IMAGES)
     val_x = torch.stack([ImageDataset(data, "val", ids=val_ids)[i]["image"] for i in range(len(val_ids))])
     torch.manual_seed(cfg.vae.train.seed)  # the initial weights are part of a reproducible run
     task = VAETask(cfg.vae)
     if task.perceptual is None:
         log("note: perceptual loss off (vae.perceptual_weight=0): L1 + KL only")
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
+    partial = stage.begin(cfg)
 
     # 2. train
     def on_sample(step: int, t: Task) -> None:
         t.eval()
         rec = reconstruct(t.vae, val_x.to(next(t.vae.parameters()).device)).cpu()
         t.train()
-        tiles = [to_uint8(v) for pair in zip(val_x, rec, strict=True) for v in pair]
-        save_png(partial / "samples" / f"step_{step:06d}.png", grid(tiles, ncol=4))
-        with open(partial / METRICS, "a") as f:
-            f.write(
-                json.dumps(
-                    {"step": step, "val_l1": (val_x - rec).abs().mean().item(), "val_psnr": psnr(val_x, rec)}
-                )
-                + "\n"
-            )
+        save_png(stage.sample_path(step), _pairs_grid(val_x, rec))
+        stage.log_metrics(
+            {"step": step, "val_l1": (val_x - rec).abs().mean().item(), "val_psnr": psnr(val_x, rec)}
+        )
 
     result = fit(task, train, cfg.vae.train, partial, resume=resume, on_sample=on_sample)
 
@@ -134,33 +125,26 @@ def run(
 
     # 4. export
     export_vae(partial, vae, cfg.vae, scale, data.resolution)
-    (partial / CKPT).unlink(missing_ok=True)
-    tiles = [to_uint8(v) for pair in zip(val_x, rec, strict=True) for v in pair]
-    save_png(partial / "reconstructions.png", grid(tiles, ncol=4), {"rows": "input, reconstruction pairs"})
-    report = VAEReport(
-        out,
-        result.step,
-        time.perf_counter() - t0,
-        result.samples_per_s,
-        val_l1,
-        val_psnr,
-        scale,
-        sum(p.numel() for p in vae.parameters()),
+    save_png(
+        partial / "reconstructions.png", _pairs_grid(val_x, rec), {"rows": "input, reconstruction pairs"}
     )
-    manifest = make_manifest(
-        "train-vae",
-        cfg_mod.to_dict(cfg),
-        {"data": {"path": str(data_dir), "outputs": data.manifest["outputs"]}},
-        {"model.safetensors": {"sha256": sha256_file(partial / "model.safetensors")}},
-        report.wall_time_s,
-        metrics={
-            "steps": result.step,
-            "val_l1": val_l1,
-            "val_psnr_db": val_psnr,
-            "scale_factor": scale,
-            "samples_per_s": result.samples_per_s,
-        },
-        parameters={"vae": report.parameters},
+    parameters = sum(p.numel() for p in vae.parameters())
+    metrics = {
+        "steps": result.step,
+        "val_l1": val_l1,
+        "val_psnr_db": val_psnr,
+        "scale_factor": scale,
+        "samples_per_s": result.samples_per_s,
+    }
+    inputs = tc.inputs(data_dir, data)
+    stage.finish(
+        "train-vae", cfg, inputs, tc.hashed(partial), metrics=metrics, parameters={"vae": parameters}
     )
-    finish_stage(partial, out, manifest)
-    return report
+    return VAEReport(
+        out, result.step, stage.elapsed(), result.samples_per_s, val_l1, val_psnr, scale, parameters
+    )
+
+
+def _pairs_grid(x: torch.Tensor, rec: torch.Tensor):
+    """(input, reconstruction) pairs, two pairs a row."""
+    return grid([to_uint8(v) for pair in zip(x, rec, strict=True) for v in pair], ncol=4)

@@ -83,6 +83,7 @@ def run(
     progress=None,
 ) -> VisualizeReport:
     t0 = time.perf_counter()
+    # 1. the generation, the run that made it, the images chosen
     gen_dir = Path(gen_dir)
     manifest = _read_generation(gen_dir)
     settings = manifest.get("settings", {})
@@ -94,7 +95,33 @@ def run(
     out = Path(out or gen_dir / "visualize")
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to replace it, or choose another --out")
-    records = manifest["outputs"]["images"]
+    records = _chosen(manifest["outputs"]["images"], images, gen_dir)
+    vae, vae_meta = load_vae(run_dir / "vae")
+    modalities = settings.get("modalities", [])
+
+    # 2. each image's pictures in its own folder
+    partial = partial_dir(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    sections = []
+    for n, rec in enumerate(records):
+        sections.append(_visualize_one(partial, rec, gen_dir, run_dir, vae, vae_meta, modalities))
+        if progress is not None:
+            progress(n + 1, len(records))
+
+    # 3. the page and the manifest, then move the folder into place
+    _write_html(partial / "index.html", gen_dir, settings, sections)
+    stems = [s["stem"] for s in sections]
+    record = {"stage": "visualize", "generation": str(gen_dir), "images": stems, "settings": settings}
+    atomic_write_json(partial / "manifest.json", record)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.replace(out)
+    return VisualizeReport(out, stems, time.perf_counter() - t0)
+
+
+def _chosen(records: list[dict], images: list[str] | None, gen_dir: Path) -> list[dict]:
+    """The records of the images asked for (by file name or stem; all by default) that have intermediates."""
     if images:
         known = {r["file"] for r in records} | {Path(r["file"]).stem for r in records}
         unknown = [i for i in images if i not in known]
@@ -108,76 +135,52 @@ def run(
     ]
     if not records:
         raise InputError(f"no intermediates for the chosen images in {gen_dir / INTERMEDIATES}")
-    vae, vae_meta = load_vae(run_dir / "vae")
+    return records
+
+
+def _visualize_one(partial, rec, gen_dir, run_dir, vae, vae_meta, modalities) -> dict:
+    """The pictures of one image in ``partial/<stem>/``; returns its section of the page."""
+    stem = Path(rec["file"]).stem
+    inter = load_file(str(gen_dir / INTERMEDIATES / f"{stem}.safetensors"))
     scale, res = vae_meta["scale_factor"], vae_meta["resolution"]
     tile = min(res, 128)
-    modalities = settings.get("modalities", [])
-
-    partial = partial_dir(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    sections = []
-    for n, rec in enumerate(records):
-        stem = Path(rec["file"]).stem
-        inter = load_file(str(gen_dir / INTERMEDIATES / f"{stem}.safetensors"))
-        sections.append(
-            _visualize_one(
-                partial / stem,
-                stem,
-                rec,
-                inter,
-                gen_dir,
-                run_dir,
-                vae,
-                scale,
-                res,
-                tile,
-                modalities,
-                settings,
-            )
-        )
-        if progress is not None:
-            progress(n + 1, len(records))
-    _write_html(partial / "index.html", gen_dir, settings, sections)
-    atomic_write_json(
-        partial / "manifest.json",
-        {
-            "stage": "visualize",
-            "generation": str(gen_dir),
-            "images": [s["stem"] for s in sections],
-            "settings": settings,
-        },
-    )
-    if out.exists():
-        shutil.rmtree(out)
-    partial.replace(out)
-    return VisualizeReport(out, [s["stem"] for s in sections], time.perf_counter() - t0)
-
-
-def _visualize_one(
-    folder, stem, rec, inter, gen_dir, run_dir, vae, scale, res, tile, modalities, settings
-) -> dict:
+    folder = partial / stem
     folder.mkdir(parents=True)
     ts = inter["t"].tolist()
-    files: dict[str, str] = {}
-    # influence maps: one grid per modality, a tile per step
-    weights = inter.get("weights")
+    files: dict[str, str] = {}  # what → file name, in the page's order
+    maps = _influence_maps(folder, inter.get("weights"), ts, modalities, tile, files)
+    xt, x0 = _decoded_steps(folder, inter, vae, scale, ts, tile, files)
+    with Image.open(gen_dir / rec["file"]) as im:
+        result = np.asarray(im.convert("RGB"))
+    conds = rec.get("conditions", {})
+    _overlays(folder, result, conds, run_dir, res, files)
+    _animation(folder, xt, x0, maps, result, ts, tile, files)
+    return {"stem": stem, "file": rec["file"], "conditions": conds, "seed": rec.get("seed"), "files": files}
+
+
+def _influence_maps(folder, weights, ts, modalities, tile, files) -> dict[str, list[np.ndarray]]:
+    """One grid per modality, a tile per step; returns the tiles (none without weights)."""
     maps: dict[str, list[np.ndarray]] = {}
-    if weights is not None:
-        for k, m in enumerate(modalities):
-            tiles = [upscale(colormap(weights[s, k].float().numpy()), tile) for s in range(len(ts))]
-            maps[m] = tiles
-            labelled = [label(t_img, f"t={t}") for t_img, t in zip(tiles, ts, strict=True)]
-            body = tile_grid(labelled, COLUMNS)
-            picture = titled(
-                body,
-                f"influence of the {m} model (weight applied per latent pixel), t = {ts[0]} ... {ts[-1]}",
-                colorbar(min(body.shape[0], 200), f"w_{m}"),
-            )
-            name = f"influence_{m}.png"
-            save_png(folder / name, picture, {"modality": m, "timesteps": ts})
-            files[f"influence of the {m} model"] = name
-    # decoded x_t and predicted x_0 at every step
+    if weights is None:
+        return maps
+    for k, m in enumerate(modalities):
+        tiles = [upscale(colormap(weights[s, k].float().numpy()), tile) for s in range(len(ts))]
+        maps[m] = tiles
+        labelled = [label(t_img, f"t={t}") for t_img, t in zip(tiles, ts, strict=True)]
+        body = tile_grid(labelled, COLUMNS)
+        picture = titled(
+            body,
+            f"influence of the {m} model (weight applied per latent pixel), t = {ts[0]} ... {ts[-1]}",
+            colorbar(min(body.shape[0], 200), f"w_{m}"),
+        )
+        name = f"influence_{m}.png"
+        save_png(folder / name, picture, {"modality": m, "timesteps": ts})
+        files[f"influence of the {m} model"] = name
+    return maps
+
+
+def _decoded_steps(folder, inter, vae, scale, ts, tile, files) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The decoded x_t and predicted x_0 at every step, each as a grid; returns both frame lists."""
     xt = _decode(vae, inter["x_t"], scale)
     x0 = _decode(vae, inter["pred_x0"], scale)
     for key, frames, what in (
@@ -189,10 +192,11 @@ def _visualize_one(
         )
         save_png(folder / f"{key}.png", titled(body, f"{what}, t = {ts[0]} ... {ts[-1]}"), {"timesteps": ts})
         files[what] = f"{key}.png"
-    # the result, the mask and the mask over the result
-    with Image.open(gen_dir / rec["file"]) as im:
-        result = np.asarray(im.convert("RGB"))
-    conds = rec.get("conditions", {})
+    return xt, x0
+
+
+def _overlays(folder, result, conds, run_dir, res, files) -> None:
+    """Each pictured condition (the mask), the result, and the condition over the result."""
     pictured = [m for m in conds if m in registry.names() and registry.get(m).pictured]
     for n, m in enumerate(pictured):
         data = PreparedDataset.open(run_dir / "data") if (run_dir / "data").is_dir() else None
@@ -202,7 +206,10 @@ def _visualize_one(
         name = "overlay.png" if n == 0 else f"overlay_{m}.png"
         save_png(folder / name, titled(picture, f"{m} | result | {m} over the result"), {})
         files[f"{m} over the result"] = name
-    # animation: x_t | predicted x_0 | influence maps, one frame per step
+
+
+def _animation(folder, xt, x0, maps, result, ts, tile, files) -> None:
+    """x_t | predicted x_0 | influence maps, one frame per step, then the result."""
     frames = []
     for s, t in enumerate(ts):
         parts = [label(upscale(xt[s], tile), f"x_t t={t}"), label(upscale(x0[s], tile), "x_0")]
@@ -214,7 +221,6 @@ def _visualize_one(
     )
     save_gif(folder / "animation.gif", frames)
     files["animation"] = "animation.gif"
-    return {"stem": stem, "file": rec["file"], "conditions": conds, "seed": rec.get("seed"), "files": files}
 
 
 def _write_html(path: Path, gen_dir: Path, settings: dict, sections: list[dict]) -> None:

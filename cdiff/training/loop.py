@@ -105,15 +105,46 @@ def fit(
     show_progress: bool = True,
 ) -> FitResult:
     """Train ``task`` on ``dataset`` until ``cfg.steps`` (or ``cfg.minutes``); checkpoints go in ``out``."""
+    acc = _accelerator(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = _optimisation(task, cfg)
+    start, elapsed_before = _starting_point(out, resume, task, opt)
+    # the scheduler steps once per optimiser step, by hand
+    model, opt.optimizer = acc.prepare(task, opt.optimizer)
+    if opt.ema is not None:
+        opt.ema.to(acc.device)
+    sampler = StepBatches(len(dataset), cfg, start, cfg.steps, acc.process_index, acc.num_processes)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    loop = _Loop(acc, task, model, opt, cfg, out, start, elapsed_before, show_progress)
+    for batch in loader:
+        if loop.micro_step(batch) and loop.end_of_step(on_sample):
+            break
+    return loop.close()
+
+
+def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
+
+    no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return Accelerator(  # cpu=True on CPU-only machines lets torchrun/accelerate launch run gloo data parallelism
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=no_accelerator
+    )
+
+
+@dataclass
+class _Optimisation:
+    """What the optimiser steps: the trainable parameters, AdamW, its LR schedule and the optional EMA."""
+
+    params: list[nn.Parameter]
+    optimizer: Any
+    scheduler: Any
+    ema: Any
+
+
+def _optimisation(task: Task, cfg: TrainConfig) -> _Optimisation:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
-    acc = Accelerator(  # cpu=True on CPU-only machines lets torchrun/accelerate launch run gloo data parallelism
-        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=no_accelerator
-    )
-    out.mkdir(parents=True, exist_ok=True)
     params = [p for m in task.trainable_modules().values() for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     schedule = "cosine" if cfg.lr_schedule == "cosine" else "constant_with_warmup"
@@ -121,89 +152,109 @@ def fit(
         schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
     )
     ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay else None
+    return _Optimisation(params, optimizer, scheduler, ema)
 
-    start, elapsed_before = 0, 0.0
+
+def _starting_point(out: Path, resume: bool, task: Task, opt: _Optimisation) -> tuple[int, float]:
+    """``(step, elapsed seconds)`` to start from: a fresh run's, or with ``resume`` the checkpoint's."""
     ckpt_path = out / CKPT
-    if ckpt_path.is_file():
-        if not resume:
-            raise InputError(
-                f"{out} holds an interrupted run; pass --resume to continue it or --force to start over"
-            )
-        start, elapsed_before = _load_checkpoint(ckpt_path, task, optimizer, scheduler, ema)
-        _truncate_metrics(out / METRICS, start)
+    if not ckpt_path.is_file():
+        return 0, 0.0
+    if not resume:
+        raise InputError(
+            f"{out} holds an interrupted run; pass --resume to continue it or --force to start over"
+        )
+    start, elapsed_before = _load_checkpoint(ckpt_path, task, opt.optimizer, opt.scheduler, opt.ema)
+    _truncate_metrics(out / METRICS, start)
+    return start, elapsed_before
 
-    model, optimizer = acc.prepare(task, optimizer)  # the scheduler steps once per optimiser step, by hand
-    if ema is not None:
-        ema.to(acc.device)
-    sampler = StepBatches(len(dataset), cfg, start, cfg.steps, acc.process_index, acc.num_processes)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
 
-    t0 = time.perf_counter()
-    step, micro, seen, logs_acc = start, 0, 0, _Mean()
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        disable=not (show_progress and acc.is_main_process),
-        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # quieter in log files
-        unit="step",
-        dynamic_ncols=True,
-    )
-    budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
-    stopped_by_time = False
-    for batch in loader:
+class _Loop:
+    """One ``fit``'s state from micro-step to micro-step, and what it does after each optimiser step."""
+
+    def __init__(self, acc, task, model, opt, cfg, out, start, elapsed_before, show_progress):
+        """``model`` is ``task`` as ``acc.prepare`` wrapped it; ``start`` the first step to make."""
+        self.acc, self.task, self.model, self.opt, self.cfg, self.out = acc, task, model, opt, cfg, out
+        self.elapsed_before = elapsed_before
+        self.t0 = time.perf_counter()
+        self.step, self.micro, self.seen, self.logs = start, 0, 0, _Mean()
+        self.bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            disable=not (show_progress and acc.is_main_process),
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # quieter in log files
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self.budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+        self.stopped_by_time = False
+
+    def micro_step(self, batch: Any) -> bool:
+        """Forward and backward one micro-batch; True when that completed an optimiser step."""
+        acc, cfg, opt = self.acc, self.cfg, self.opt
         batch = _to_device(batch, acc.device)
-        gen = step_generator(cfg.seed, step, micro, acc.process_index, acc.device)
-        task.current_step = step
-        with acc.accumulate(model):
+        gen = step_generator(cfg.seed, self.step, self.micro, acc.process_index, acc.device)
+        self.task.current_step = self.step
+        with acc.accumulate(self.model):
             with acc.autocast():
-                loss, logs = model(batch, gen)
+                loss, logs = self.model(batch, gen)
             acc.backward(loss)  # divided by grad_accum inside
             if acc.sync_gradients and cfg.grad_clip:
-                acc.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()  # a no-op until the last micro-step
+                acc.clip_grad_norm_(opt.params, cfg.grad_clip)
+            opt.optimizer.step()  # a no-op until the last micro-step
             if acc.sync_gradients:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        logs_acc.add({"loss": loss.detach().float().item(), **logs})
-        seen += cfg.batch_size * acc.num_processes
-        micro += 1
-        if micro < cfg.grad_accum:
-            continue
-        micro, step = 0, step + 1
-        if ema is not None:
-            ema.step(params)
-        rate = seen / max(time.perf_counter() - t0, 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{logs_acc.last('loss'):.4f}", samples_s=f"{rate:.1f}", refresh=False)
-        elapsed = elapsed_before + time.perf_counter() - t0
+                opt.scheduler.step()
+            opt.optimizer.zero_grad(set_to_none=True)
+        self.logs.add({"loss": loss.detach().float().item(), **logs})
+        self.seen += cfg.batch_size * acc.num_processes
+        self.micro += 1
+        if self.micro < cfg.grad_accum:
+            return False
+        self.micro, self.step = 0, self.step + 1
+        return True
+
+    def end_of_step(self, on_sample: Callable[[int, Task], None] | None) -> bool:
+        """EMA, progress, metrics, checkpoint and samples after an optimiser step; True when done."""
+        acc, cfg, opt, step = self.acc, self.cfg, self.opt, self.step
+        if opt.ema is not None:
+            opt.ema.step(opt.params)
+        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{self.logs.last('loss'):.4f}", samples_s=f"{rate:.1f}", refresh=False)
+        elapsed = self.elapsed_before + time.perf_counter() - self.t0
         if step % cfg.log_every == 0 or step == cfg.steps:
             _log(
                 acc,
-                out,
+                self.out,
                 {
                     "step": step,
-                    **logs_acc.pop(),
-                    "lr": scheduler.get_last_lr()[0],
+                    **self.logs.pop(),
+                    "lr": opt.scheduler.get_last_lr()[0],
                     "samples_per_s": round(rate, 2),
                     "elapsed_s": round(elapsed, 1),
                 },
             )
-        stopped_by_time = elapsed >= budget_s
-        done = step >= cfg.steps or stopped_by_time
+        self.stopped_by_time = elapsed >= self.budget_s
+        done = step >= cfg.steps or self.stopped_by_time
         if step % cfg.checkpoint_every == 0 or done:
-            _save_checkpoint(acc, ckpt_path, step, elapsed, task, optimizer, scheduler, ema)
+            _save_checkpoint(
+                acc, self.out / CKPT, step, elapsed, self.task, opt.optimizer, opt.scheduler, opt.ema
+            )
         if on_sample is not None and acc.is_main_process and (step % cfg.sample_every == 0 or done):
-            with _ema_weights(ema, params):
-                on_sample(step, task)
-        if done:
-            break
-    bar.close()
-    acc.wait_for_everyone()
-    if ema is not None:
-        ema.copy_to(params)  # export the EMA weights
-    wall = time.perf_counter() - t0
-    acc.end_training()
-    return FitResult(step, step >= cfg.steps or stopped_by_time, wall, seen / max(wall, 1e-9))
+            with _ema_weights(opt.ema, opt.params):
+                on_sample(step, self.task)
+        return done
+
+    def close(self) -> FitResult:
+        """Wait for every process, export the EMA weights, end the accelerator's run."""
+        self.bar.close()
+        self.acc.wait_for_everyone()
+        if self.opt.ema is not None:
+            self.opt.ema.copy_to(self.opt.params)  # export the EMA weights
+        wall = time.perf_counter() - self.t0
+        self.acc.end_training()
+        finished = self.step >= self.cfg.steps or self.stopped_by_time
+        return FitResult(self.step, finished, wall, self.seen / max(wall, 1e-9))
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
