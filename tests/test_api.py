@@ -119,6 +119,8 @@ def test_influence_and_bad_settings(doc_run):
         (["--device", "cuda"], "--device cuda: this machine has no CUDA device"),
         (["--device", "tpu"], "unknown --device 'tpu'"),
         (["--dtype", "float16"], "--dtype float16 is for GPUs"),
+        (["--seed", str(2**64)], "--seed must be a whole number from 0 to 9223372036854775807"),
+        (["--seed=-1"], "--seed must be a whole number from 0"),
     ],
 )
 def test_bad_sampling_settings_exit_2_with_one_line(tmp_path, monkeypatch, args, message):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cdiff.errors import InputError
+
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | tuple[torch.Tensor, dict]]
 
 
@@ -28,6 +30,17 @@ class StepInfo:
     eps: torch.Tensor  # the (combined) noise prediction
     pred_x0: torch.Tensor  # the predicted clean latent
     extras: dict = field(default_factory=dict)  # whatever the predictor returned beside eps
+
+
+MAX_SEED = 2**63 - 1  # what a torch generator takes, signed
+
+
+def check_seed(seed: int, count: int = 1, option: str = "--seed") -> None:
+    """Seeds ``seed … seed + count - 1`` must all be integers a generator takes (0 … 2^63 - 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or seed + max(count, 1) - 1 > MAX_SEED:
+        top = MAX_SEED - max(count, 1) + 1
+        also = f" (the {count} images take seeds from it up to it + {count - 1})" if count > 1 else ""
+        raise InputError(f"{option} must be a whole number from 0 to {top}{also}, got {seed!r:.40}")
 
 
 def seeded_noise(

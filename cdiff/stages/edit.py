@@ -33,7 +33,7 @@ from cdiff import modalities
 from cdiff.config import Config
 from cdiff.data.datasets import to_tensor
 from cdiff.data.photos import load_photo
-from cdiff.diffusion.sampling import seeded_noise
+from cdiff.diffusion.sampling import check_seed, seeded_noise
 from cdiff.diffusion.schedule import alphas_cumprod
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
@@ -121,6 +121,7 @@ def _settings(cfg: Config, req: EditRequest, mods: list[str]) -> dict[str, Any]:
 
 
 def _check(req: EditRequest) -> None:
+    check_seed(req.seed)
     for name in ("embed_steps", "finetune_steps"):
         v = getattr(req, name)
         if v is not None and v < 0:

@@ -40,6 +40,7 @@ from cdiff import modalities
 from cdiff.config import Config
 from cdiff.data.datasets import to_tensor, to_uint8
 from cdiff.data.prepared import PreparedDataset
+from cdiff.diffusion.sampling import check_seed
 from cdiff.errors import InputError
 from cdiff.models import evaluator as ev
 from cdiff.models.vae import reconstruct
@@ -233,6 +234,7 @@ def _setup(cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Pat
         raise InputError(
             f"unknown --method '{unknown[0] if unknown else ''}'; choose from {', '.join(methods())}"
         )
+    check_seed(cfg.evaluate.seed if req.seed is None else req.seed, req.pairs or cfg.evaluate.pairs)
     inception_path = M.find_inception(req.inception)
     data = PreparedDataset.open(data_dir)
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)

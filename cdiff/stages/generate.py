@@ -33,7 +33,7 @@ from cdiff import config as cfg_mod
 from cdiff import modalities
 from cdiff.config import Config
 from cdiff.diffusion.predictors import CollabPredictor
-from cdiff.diffusion.sampling import StepInfo
+from cdiff.diffusion.sampling import StepInfo, check_seed
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
 from cdiff.models.collab import Collaboration, check_released, released_reweight
@@ -256,6 +256,8 @@ def sample(
     t0 = time.perf_counter()
     if req.num < 1:
         raise InputError(f"--num must be at least 1, got {req.num}")
+    rows = max([len(req.pairs), *(len(v) for v in req.conditions.values()), 1])
+    check_seed(req.seed, req.num * rows)
     # 1. models
     predictor, mods, settings = predictor_for(req.method, cfg, run)
     vae, vae_meta = run.vae()
