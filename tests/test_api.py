@@ -134,3 +134,19 @@ def test_bad_sampling_settings_exit_2_with_one_line(tmp_path, monkeypatch, args,
     assert message in r.output and "Traceback" not in r.output
     assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["visualize", "no-such-generation"], ["train-evaluator", "--run", "no-such-run"]],
+)
+def test_every_model_command_takes_device(tmp_path, monkeypatch, args):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, [*args, "--device", "cuda"])
+    assert r.exit_code == 2 and "--device cuda: this machine has no CUDA device" in r.output, r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -9,13 +9,13 @@ import torch
 
 from cdiff import config as C
 from cdiff.diffusion.predictors import CollabPredictor
+from cdiff.models import store
 from cdiff.models.collab import (
     Collaboration,
     DiffuserSet,
     combine,
-    export_diffusers,
+    diffuser_record,
     influence_weights,
-    load_diffusers,
     released_reweight,
 )
 from cdiff.models.unimodal import UnimodalModel
@@ -214,10 +214,9 @@ def test_diffusers_save_load_identical(tmp_path):
     with torch.no_grad():
         conds = collab.encode(raw_for(("mask", "text")))
         before = collab.logits(x, t, conds)
-    export_diffusers(
-        tmp_path, collab.diffusers, {"latent_channels": 3, "latent_size": 8, "extra_in": {"mask": 19}}
-    )
-    loaded, meta = load_diffusers(tmp_path)
+    record = {"latent_channels": 3, "latent_size": 8, "extra_in": {"mask": 19}}
+    store.save(tmp_path, "diffuser", collab.diffusers, diffuser_record(collab.diffusers, record))
+    loaded, meta = store.load(tmp_path, "diffuser")
     assert meta["diffuser"]["modalities"] == ["mask", "text"]
     with torch.no_grad():
         after = loaded(x, t, {m: {k: v.float() for k, v in c.items()} for m, c in conds.items()})

@@ -27,9 +27,8 @@ from cdiff import config as cfg_mod
 from cdiff.cli import app
 from cdiff.data.masks import write_mask
 from cdiff.errors import InputError
-from cdiff.models import official
+from cdiff.models import official, store
 from cdiff.models.collab import DiffuserSet
-from cdiff.models.vae import load_vae
 from cdiff.stages import import_official as stage
 
 MANIFESTS = Path(
@@ -434,7 +433,7 @@ def test_real_size_256_vae(tmp_path):
     report = stage.run([path], 256, tmp_path / "run")
     assert report.parts == {"vae": "vae"} and report.parameters == {"vae": 55_312_063}
     assert report.dropped == {official.DROP_LOSS: 56} and report.mapped == 204
-    vae, meta = load_vae(tmp_path / "run" / "vae")
+    vae, meta = store.load(tmp_path / "run" / "vae", "vae")
     assert meta["scale_factor"] == 0.058 and meta["latent_size"] == 64
     z = torch.randn(1, 3, 4, 4)
     expect = F.conv2d(z, sd["post_quant_conv.weight"].float(), sd["post_quant_conv.bias"].float())

@@ -10,9 +10,10 @@ from cdiff import config as C
 from cdiff.config import DiffusionConfig
 from cdiff.data import masks
 from cdiff.diffusion.schedule import alphas_cumprod, ddim_scheduler
+from cdiff.models import store
 from cdiff.models.build import build_vae, count_parameters
 from cdiff.models.encoders import MaskEncoder, TextEncoder
-from cdiff.models.unimodal import UnimodalModel, export_unimodal, load_unimodal, onehot_tokens
+from cdiff.models.unimodal import UnimodalModel, onehot_tokens, unimodal_record
 from cdiff.stages import train_unimodal
 
 
@@ -83,8 +84,13 @@ def test_unimodal_save_load_identical(tmp_path, modality, concat):
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([5, 900])
     with torch.no_grad():
         before = model(x, t, model.encode(raw))
-    export_unimodal(tmp_path, model, {"latent_channels": 3, "latent_size": 8, "vocab_size": 50})
-    loaded, meta = load_unimodal(tmp_path)
+    store.save(
+        tmp_path,
+        "unimodal",
+        model,
+        unimodal_record(model, {"latent_channels": 3, "latent_size": 8, "vocab_size": 50}),
+    )
+    loaded, meta = store.load(tmp_path, "unimodal")
     assert meta["modality"] == modality
     with torch.no_grad():
         assert torch.equal(loaded(x, t, loaded.encode(raw)), before)

@@ -65,6 +65,8 @@ DataOpt = Annotated[
 ]
 StepsOpt = Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")]
 MinutesOpt = Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")]
+DEVICE_HELP = "Where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps."
+DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 
 def out_option(default: str, what: str = "Output folder") -> Any:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cdiff.cli.common import _floats, option, with_options
+from cdiff.cli.common import DeviceOpt, _floats, option, with_options
 
 
 class Solver(StrEnum):
@@ -71,7 +71,6 @@ OPTIONS: dict[str, tuple[Any, str, Callable[[Any], Any]]] = {
         int,
     ),
 }
-DEVICE_HELP = "Where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps."
 DTYPE_HELP = "Inference precision of the diffusion models (the VAE stays float32); float16 on GPUs only."
 
 
@@ -91,7 +90,7 @@ def sampling_options(*names: str, device: bool = True) -> Callable:
     ]
     if device:
         extra += [
-            option("device", Annotated[str, typer.Option(help=DEVICE_HELP)], "auto"),
+            option("device", DeviceOpt, "auto"),
             option("dtype", Annotated[Dtype, typer.Option(help=DTYPE_HELP)], Dtype.float32),
         ]
 

@@ -12,6 +12,7 @@ import typer
 from cdiff import config as cfg_mod
 from cdiff.cli.common import (
     DataOpt,
+    DeviceOpt,
     MinutesOpt,
     ResumeOpt,
     StageOptions,
@@ -83,6 +84,7 @@ def _train(
     run: Callable[..., Any],
     *lead: Any,
     out: str | None = None,
+    **stage_kwargs: Any,
 ) -> Any | None:
     """A training stage: ``--steps``/``--minutes`` set ``SECTION.train.*``; the stage's report.
 
@@ -95,7 +97,9 @@ def _train(
         _print_parameters(counts(cfg))
         return None
     out_dir = job.run_dir / (out or section)
-    return run(cfg, *lead, job.data_dir, out_dir, force=opts.force, resume=job.resume, log=log)
+    return run(
+        cfg, *lead, job.data_dir, out_dir, force=opts.force, resume=job.resume, log=log, **stage_kwargs
+    )
 
 
 @app.command("train-vae")
@@ -188,17 +192,20 @@ def train_diffuser(*, job: Training) -> None:
 @app.command("train-evaluator")
 @handle_errors
 @training_options()
-def train_evaluator(*, job: Training) -> None:
+def train_evaluator(device: DeviceOpt = "auto", *, job: Training) -> None:
     """Train the evaluator models for [b]cdiff evaluate[/]: a face parser (19 classes) and an attribute classifier (gender, beard, age).
 
-    Reports their accuracy on the validation images and on the VAE's reconstructions of them.
+    Reports their accuracy on the validation images and on the VAE's reconstructions of them. --device: where the VAE reconstructs the images and the validation runs; training goes through accelerate (the GPU when there is one; --device cpu keeps it on the CPU).
     """
+    from cdiff.devices import resolve_device
     from cdiff.stages import train_evaluator as stage
+
+    dev = resolve_device(device)
 
     def counts(cfg: cfg_mod.Config) -> dict[str, int]:
         return stage.parameter_counts(cfg, resolution=cfg.data.resolution)
 
-    report = _train(job, "evaluator", counts, stage.run, job.run_dir)
+    report = _train(job, "evaluator", counts, stage.run, job.run_dir, device=dev)
     if report is None:
         return
     rows = [(f"parameters: {name}", f"{n:,}") for name, n in report.parameters.items()]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cdiff.cli.common import ForceOpt, _progress, app, handle_errors, out_option, say
+from cdiff.cli.common import DeviceOpt, ForceOpt, _progress, app, handle_errors, out_option, say
 
 VisualizeOutOpt = out_option("GENERATION/visualize")
 
@@ -26,12 +26,17 @@ def visualize(
         Path | None, typer.Option("--run", help="Run directory with the VAE. \\[default: the generation's]")
     ] = None,
     force: ForceOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Influence maps over the steps, decoded x_t and x_0, the mask over the result, a GIF and an HTML page."""
+    from cdiff.devices import resolve_device
     from cdiff.stages import visualize as stage
 
+    dev = resolve_device(device)
     with _progress("visualising") as update:
-        report = stage.run(generation, out, images=image, run_dir=run, force=force, progress=update)
+        report = stage.run(
+            generation, out, images=image, run_dir=run, force=force, progress=update, device=dev
+        )
     say(
         f"wrote {len(report.images)} visualisations and index.html to {report.out} in {report.wall_time_s:.1f} s"
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -203,24 +202,13 @@ store.register(
 )
 
 
-def export_diffusers(folder: Path, diffusers: DiffuserSet, meta: dict[str, Any]) -> None:
-    """``model.safetensors`` + ``config.json`` (see :mod:`cdiff.models.store`)."""
-    store.save(folder, "diffuser", diffusers, diffuser_record(diffusers, meta))
-
-
-def load_diffusers(folder: str | Path, device: str | torch.device = "cpu") -> tuple[DiffuserSet, dict]:
-    """Trained dynamic diffusers (eval, frozen) and their ``config.json`` record."""
-    return store.load(folder, "diffuser", device)
-
-
 __all__ = [
     "DTYPES",
     "Collaboration",
     "DiffuserSet",
     "DynamicDiffuser",
     "combine",
-    "export_diffusers",
+    "diffuser_record",
     "influence_weights",
-    "load_diffusers",
     "released_reweight",
 ]

@@ -10,7 +10,6 @@ each net resizes to its ``input_size`` and the parser returns logits at the inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -203,10 +202,6 @@ store.register(
 )
 
 
-def export(
-    folder: Path, parser: FaceParser, classifier: AttributeClassifier, spec: EvaluatorSpec, meta: dict
-) -> None:
-    """``parser.safetensors``, ``classifier.safetensors`` and ``config.json`` (spec + metrics)."""
-    store.save(
-        folder, "evaluator", Evaluator(spec, (parser, classifier)), {"evaluator": to_dict(spec), **meta}
-    )
+def evaluator_record(spec: EvaluatorSpec, meta: dict) -> dict:
+    """What ``config.json`` says of the evaluator models: their spec and ``meta`` (the metrics)."""
+    return {"evaluator": to_dict(spec), **meta}

@@ -8,7 +8,6 @@ UNet input (the demo mask model's ``mask_concat``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,15 +83,3 @@ store.register(
         command=lambda folder: f"cdiff train-unimodal --modality {folder.name} --run {folder.parent}",
     )
 )
-
-
-def export_unimodal(folder: Path, model: UnimodalModel, meta: dict[str, Any]) -> None:
-    """``model.safetensors`` (``unet.*``, ``encoder.*``) + ``config.json`` (see :mod:`cdiff.models.store`)."""
-    store.save(folder, "unimodal", model, unimodal_record(model, meta))
-
-
-def load_unimodal(
-    folder: str | Path, device: str | torch.device = "cpu"
-) -> tuple[UnimodalModel, dict[str, Any]]:
-    """A trained uni-modal model (eval mode, frozen) and its ``config.json`` record."""
-    return store.load(folder, "unimodal", device)

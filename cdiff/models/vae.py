@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,15 +66,3 @@ store.register(
         command=lambda folder: f"cdiff train-vae --run {folder.parent}",
     )
 )
-
-
-def export_vae(
-    folder: Path, vae: AutoencoderKL, cfg: VAEConfig, scale_factor: float, resolution: int
-) -> None:
-    """``model.safetensors`` + ``config.json`` (see :mod:`cdiff.models.store`)."""
-    store.save(folder, "vae", vae, vae_record(vae, cfg, scale_factor, resolution))
-
-
-def load_vae(folder: str | Path, device: str | torch.device = "cpu") -> tuple[AutoencoderKL, dict[str, Any]]:
-    """A trained VAE (eval mode, frozen) and its ``config.json`` record."""
-    return store.load(folder, "vae", device)

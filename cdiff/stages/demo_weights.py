@@ -261,7 +261,7 @@ def _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha) -> dict
         shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
     manifest["shipped"] = origin
     atomic_write_json(staging / part / "manifest.json", manifest)
-    section = {"text": "unimodal", "mask": "unimodal"}.get(part, part)
+    section = "unimodal" if manifest["stage"].startswith("train-unimodal") else part
     return {
         "wall_time_s": manifest.get("wall_time_s"),
         "metrics": manifest.get("metrics", {}),

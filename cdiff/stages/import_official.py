@@ -26,25 +26,22 @@ from pathlib import Path
 import torch
 
 from cdiff import config as cfg_mod
+from cdiff import modalities
 from cdiff.config import Config
 from cdiff.data.tokenizer import BERT, load_bert
 from cdiff.errors import InputError
-from cdiff.models import official
+from cdiff.models import official, store
 from cdiff.models.build import build_vae, vae_downsample
-from cdiff.models.collab import DiffuserSet, export_diffusers
+from cdiff.models.collab import DiffuserSet, diffuser_record
 from cdiff.models.official import KINDS, FilePlan
-from cdiff.models.unimodal import TOKENIZER, UnimodalModel, export_unimodal
-from cdiff.models.vae import export_vae
+from cdiff.models.unimodal import TOKENIZER, UnimodalModel, unimodal_record
+from cdiff.models.vae import vae_record
 from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest, sha256_file
 
 RESOLUTIONS = (256, 512)
 SCALE_FACTOR = {256: 0.058, 512: 0.141}  # the release's latent scale factors (REFERENCE.md §1)
-STAGES = {
-    "vae": "train-vae",
-    "mask": "train-unimodal-mask",
-    "text": "train-unimodal-text",
-    "diffuser": "train-diffuser",
-}
+EXPERTS = ("mask", "text")  # the release's uni-modal models, one file each ({res}_{modality}.ckpt)
+STAGES = {"vae": "train-vae", **{m: f"train-unimodal-{m}" for m in EXPERTS}, "diffuser": "train-diffuser"}
 SOURCES = {  # part → the files that hold it, the first found is used, the others must be equal
     "vae": ("vae", "codiff_mask_text", "text", "mask"),
     "mask": ("codiff_mask_text", "mask"),
@@ -164,14 +161,20 @@ def target_models(cfg: Config, parts: list[str]) -> dict[str, torch.nn.Module]:
     """cdiff's models for ``parts``, on the meta device (no memory until weights are assigned)."""
     latent = cfg.data.resolution // vae_downsample(cfg.vae)
     lc, vocab = cfg.vae.latent_channels, cfg.unimodal.text_encoder.vocab_size
-    make = {
-        "vae": lambda: build_vae(cfg.vae),
-        "text": lambda: UnimodalModel(cfg.unimodal, "text", lc, latent, vocab),
-        "mask": lambda: UnimodalModel(cfg.unimodal, "mask", lc, latent),
-        "diffuser": lambda: DiffuserSet(cfg.diffuser, lc, latent),
-    }
+
+    def make(part: str) -> torch.nn.Module:
+        if part == "vae":
+            return build_vae(cfg.vae)
+        if part == "diffuser":
+            return DiffuserSet(cfg.diffuser, lc, latent)
+        return UnimodalModel(cfg.unimodal, part, lc, latent, vocab if _has_vocabulary(part) else None)
+
     with torch.device("meta"):
-        return {p: make[p]() for p in parts}
+        return {p: make(p) for p in parts}
+
+
+def _has_vocabulary(part: str) -> bool:
+    return part in modalities.names() and modalities.get(part).has_vocabulary
 
 
 def _weights(model: torch.nn.Module) -> torch.nn.Module:
@@ -244,7 +247,7 @@ def run(
     primary, equal = plan_parts(sources, models)
     # 4. tokenizer
     tok = None
-    if "text" in parts:
+    if any(_has_vocabulary(p) for p in parts):
         te = cfg.unimodal.text_encoder
         tok = load_tokenizer_offline(cfg.data.tokenizer_path, te.vocab_size, te.max_length)
     # 5. write every part into its .partial folder, then move them all into place
@@ -309,21 +312,25 @@ def _export(part: str, model, folder: Path, cfg: Config, tok, shas: dict[str, st
     latent = cfg.data.resolution // vae_downsample(cfg.vae)
     common = {"latent_channels": cfg.vae.latent_channels, "latent_size": latent}
     if part == "vae":
-        export_vae(folder, model, cfg.vae, SCALE_FACTOR[cfg.data.resolution], cfg.data.resolution)
-    elif part == "diffuser":
-        export_diffusers(
-            folder, model, {**common, "extra_in": {}, "experts": {m: shas[m] for m in model.modalities}}
+        store.save(
+            folder,
+            "vae",
+            model,
+            vae_record(model, cfg.vae, SCALE_FACTOR[cfg.data.resolution], cfg.data.resolution),
         )
+    elif part == "diffuser":
+        record = {**common, "extra_in": {}, "experts": {m: shas[m] for m in model.modalities}}
+        store.save(folder, "diffuser", model, diffuser_record(model, record))
     else:
         meta = {
             **common,
             "scale_factor": SCALE_FACTOR[cfg.data.resolution],
-            "vocab_size": len(tok) if part == "text" else None,
+            "vocab_size": len(tok) if _has_vocabulary(part) else None,
             "diffusion": cfg_mod.to_dict(cfg.diffusion),
             "resolution": cfg.data.resolution,
         }
-        export_unimodal(folder, model, meta)
-        if part == "text":
+        store.save(folder, "unimodal", model, unimodal_record(model, meta))
+        if _has_vocabulary(part):
             tok.save_pretrained(str(folder / TOKENIZER))
 
 
@@ -335,7 +342,7 @@ def _manifest(
     if part != "vae":
         inputs["vae"] = {"path": str(run_dir / "vae"), "sha256": shas["vae"]}
     if part == "diffuser":
-        inputs |= {m: {"path": str(run_dir / m), "sha256": shas[m]} for m in ("mask", "text")}
+        inputs |= {m: {"path": str(run_dir / m), "sha256": shas[m]} for m in EXPERTS}
     return make_manifest(
         STAGES[part],
         cfg_mod.to_dict(cfg),
@@ -349,7 +356,7 @@ def _manifest(
             "file": src.kind,
             "checked_equal_in": equal,
             "keys_mapped": len(src.plan.parts[part]),
-            "scale_factor": SCALE_FACTOR[cfg.data.resolution] if part in ("vae", "text", "mask") else None,
+            "scale_factor": SCALE_FACTOR[cfg.data.resolution] if part in ("vae", *EXPERTS) else None,
         },
     )
 

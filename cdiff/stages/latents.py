@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from cdiff.data.datasets import ImageDataset
 from cdiff.data.prepared import PreparedDataset
-from cdiff.models.vae import WEIGHTS, load_vae
+from cdiff.models import store
+from cdiff.models.vae import WEIGHTS
 from cdiff.rundir import atomic_write_json, sha256_file
 
 KEY = "key.json"
@@ -38,7 +39,7 @@ def load_or_encode(
     if (cache / KEY).is_file() and json.loads((cache / KEY).read_text()) != key:
         for old in cache.glob("*.safetensors"):  # a different VAE or dataset: invalidate everything
             old.unlink()
-    vae, _ = load_vae(vae_dir)
+    vae, _ = store.load(vae_dir, "vae")
     images = ImageDataset(data, split, cache=False)
     means, stds = [], []
     for i in range(0, len(images), batch):

@@ -27,9 +27,9 @@ from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
 from cdiff.modalities import Context
-from cdiff.models.collab import DTYPES, Collaboration, DiffuserSet, export_diffusers
-from cdiff.models.unimodal import UnimodalModel, load_unimodal
-from cdiff.models.vae import load_vae
+from cdiff.models import store
+from cdiff.models.collab import DTYPES, Collaboration, DiffuserSet, diffuser_record
+from cdiff.models.unimodal import UnimodalModel
 from cdiff.rundir import read_manifest, require_stage
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
@@ -145,7 +145,7 @@ def load_experts(run_dir: Path, mods: list[str], dtype: str = "float32") -> dict
         require_stage(
             run_dir / m, f"train-unimodal-{m}", f"cdiff train-unimodal --modality {m} --run {run_dir}"
         )
-        model, _ = load_unimodal(run_dir / m)
+        model, _ = store.load(run_dir / m, "unimodal")
         experts[m] = model.to(DTYPES[dtype])
     return experts
 
@@ -177,7 +177,7 @@ def run(
     mods = check_modalities(cfg)
     data = PreparedDataset.open(data_dir)
     vae_dir = tc.require_vae(run_dir)
-    vae, vae_meta = load_vae(vae_dir)
+    vae, vae_meta = store.load(vae_dir, "vae")
     experts = load_experts(run_dir, mods, cfg.diffuser.expert_dtype)
     res = vae_meta["resolution"]
     ctx = {
@@ -234,7 +234,7 @@ def _export(
         "extra_in": extra,
         "experts": {m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in mods},
     }
-    export_diffusers(partial, diffusers, meta)
+    store.save(partial, "diffuser", diffusers, diffuser_record(diffusers, meta))
 
 
 def _training_nulls(cfg: Config, experts: dict[str, UnimodalModel], cond: dict, ctx: dict) -> dict | None:

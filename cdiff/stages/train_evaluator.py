@@ -29,7 +29,8 @@ from cdiff.data.prepared import PreparedDataset
 from cdiff.imageio import grid, save_png
 from cdiff.metrics import mean_iou, nanmean
 from cdiff.models import evaluator as ev
-from cdiff.models.vae import load_vae, reconstruct
+from cdiff.models import store
+from cdiff.models.vae import reconstruct
 from cdiff.stages import training_common as tc
 from cdiff.training.loop import Task, fit
 
@@ -73,7 +74,7 @@ class EvaluatorData(Dataset):
         recon = []
         for i in range(0, len(self), batch):
             x = torch.stack([self[k]["image"] for k in range(i, min(i + batch, len(self)))])
-            recon.append(reconstruct(vae, x))
+            recon.append(reconstruct(vae, x.to(_device_of(vae))).cpu())
         self.cache = {}  # items are rebuilt with their reconstruction
         self.recon = torch.cat(recon)
 
@@ -211,6 +212,7 @@ def run(
     force: bool = False,
     resume: bool = False,
     log=print,
+    device: torch.device | str = "cpu",
 ) -> EvaluatorReport:
     stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
     # 1. data and models
@@ -221,7 +223,7 @@ def run(
     val_ids = data.split("val")[:MAX_VAL] or data.split("train")[:GRID_IMAGES]
     val = EvaluatorData(data, val_ids, names)
     known = _known_labels(train, names, log)
-    vae = _training_vae(run_dir, cfg, train, log)
+    vae = _training_vae(run_dir, cfg, train, log, torch.device(device))
     torch.manual_seed(cfg.evaluator.train.seed)  # the initial weights are part of a reproducible run
     parser, classifier = ev.build(spec)
     task = EvaluatorTask(parser, classifier, names, cfg.evaluator.augment, vae, cfg.evaluator.reconstructed)
@@ -231,16 +233,9 @@ def run(
     val_y = torch.stack([v["label"] for v in val_items])
 
     # 2. train, logging validation accuracy on a subset
-    def on_sample(step: int, t: Task) -> None:
-        t.eval()
-        n = min(len(val), 128)
-        rec = score(t.parser, t.classifier, val_x[:n], val_y[:n], val.attrs[:n], names)
-        t.train()
-        stage.log_metrics({"step": step, **{f"val_{k}": round(v, 4) for k, v in rec.items()}})
-        save_parse_grid(stage.sample_path(step), t.parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
-        t.train()
-
-    result = fit(task, train, cfg.evaluator.train, partial, resume=resume, on_sample=on_sample)
+    on_sample = _on_sample(stage, val, val_x, val_y, names)
+    on_cpu = torch.device(device).type == "cpu"
+    result = fit(task, train, cfg.evaluator.train, partial, resume=resume, on_sample=on_sample, cpu=on_cpu)
 
     # 3. validation: real images, then VAE reconstructions
     scores, rec_scores = _validate(parser, classifier, vae, val_x, val_y, val.attrs, names)
@@ -248,7 +243,12 @@ def run(
     # 4. export
     counts = _counts(parser, classifier)
     metrics = {"val": scores, "val_reconstructed": rec_scores, "val_images": len(val)}
-    ev.export(partial, parser, classifier, spec, {"metrics": metrics})
+    store.save(
+        partial,
+        "evaluator",
+        ev.Evaluator(spec, (parser, classifier)),
+        ev.evaluator_record(spec, {"metrics": metrics}),
+    )
     save_parse_grid(partial / "parser.png", parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
     stage.finish(
         "train-evaluator",
@@ -264,6 +264,21 @@ def run(
     )
 
 
+def _on_sample(stage: tc.TrainingOutput, val: EvaluatorData, val_x, val_y, names: list[str]):
+    """What training does every ``sample_every`` steps: validation accuracy on a subset, a parse grid."""
+
+    def on_sample(step: int, t: Task) -> None:
+        t.eval()
+        n = min(len(val), 128)
+        rec = score(t.parser, t.classifier, val_x[:n], val_y[:n], val.attrs[:n], names)
+        t.train()
+        stage.log_metrics({"step": step, **{f"val_{k}": round(v, 4) for k, v in rec.items()}})
+        save_parse_grid(stage.sample_path(step), t.parser, val_x[:GRID_IMAGES], val_y[:GRID_IMAGES])
+        t.train()
+
+    return on_sample
+
+
 def _known_labels(train: EvaluatorData, names: list[str], log) -> dict[str, int]:
     """How many training images have a known value of each attribute (a note for those with none)."""
     known = {n: int((train.attrs[:, k] >= 0).sum()) for k, n in enumerate(names)}
@@ -275,9 +290,11 @@ def _known_labels(train: EvaluatorData, names: list[str], log) -> dict[str, int]
     return known
 
 
-def _training_vae(run_dir: Path, cfg: Config, train: EvaluatorData, log):
-    """The run's VAE when it has one (None otherwise), its reconstructions kept beside small training sets."""
-    vae = load_vae(run_dir / "vae")[0] if (run_dir / "vae" / "manifest.json").is_file() else None
+def _training_vae(run_dir: Path, cfg: Config, train: EvaluatorData, log, device: torch.device):
+    """The run's VAE (on ``device``) when it has one (None otherwise), its reconstructions kept beside
+    small training sets."""
+    has_vae = (run_dir / "vae" / "manifest.json").is_file()
+    vae = store.load(run_dir / "vae", "vae", device)[0] if has_vae else None
     if vae is None and cfg.evaluator.reconstructed > 0:
         log("note: the run has no VAE yet: the evaluator trains on real images only")
     if vae is not None and cfg.evaluator.reconstructed > 0 and train.cache is not None:
@@ -292,9 +309,16 @@ def _validate(parser, classifier, vae, val_x, val_y, attrs, names) -> tuple[dict
     scores = score(parser, classifier, val_x, val_y, attrs, names)
     rec_scores = None
     if vae is not None:
-        rec_x = torch.cat([reconstruct(vae, val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
+        dev = _device_of(vae)
+        rec_x = torch.cat(
+            [reconstruct(vae, val_x[i : i + 64].to(dev)).cpu() for i in range(0, len(val_x), 64)]
+        )
         rec_scores = score(parser, classifier, rec_x, val_y, attrs, names)
     return scores, rec_scores
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _counts(parser: ev.FaceParser, classifier: ev.AttributeClassifier) -> dict[str, int]:

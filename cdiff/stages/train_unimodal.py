@@ -25,8 +25,8 @@ from cdiff.data.prepared import PreparedDataset
 from cdiff.diffusion.predictors import single
 from cdiff.diffusion.schedule import alphas_cumprod, q_sample
 from cdiff.modalities import Context
-from cdiff.models.unimodal import UnimodalModel, export_unimodal
-from cdiff.models.vae import load_vae
+from cdiff.models import store
+from cdiff.models.unimodal import UnimodalModel, unimodal_record
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
 from cdiff.stages import training_common as tc
@@ -120,7 +120,7 @@ def run(
     # 1. inputs
     data = PreparedDataset.open(data_dir)
     vae_dir = tc.require_vae(run_dir)
-    _, vae_meta = load_vae(vae_dir)
+    vae_meta = store.read_record(vae_dir, "vae")
     lat = latent_cache.load_or_encode(run_dir / "latents", data, vae_dir, "train", log=log)
     kind = modalities.get(modality)
     ctx = Context(
@@ -137,7 +137,7 @@ def run(
     # 2-3. train, with validation grids
     val_ids = tc.preview_ids(data, GRID_CONDITIONS)
     val_cond = {modality: kind.from_dataset(data, val_ids, ctx)}
-    vae, _ = load_vae(vae_dir)
+    vae, _ = store.load(vae_dir, "vae")
 
     def on_sample(step: int, t: Task) -> None:
         images = sc.preview_images(
@@ -179,7 +179,7 @@ def _export(
         "diffusion": cfg_mod.to_dict(cfg.diffusion),
         "resolution": vae_meta["resolution"],
     }
-    export_unimodal(partial, model, meta)
+    store.save(partial, "unimodal", model, unimodal_record(model, meta))
     kind.export_assets(data, partial)
 
 

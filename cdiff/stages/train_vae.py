@@ -18,8 +18,9 @@ from cdiff.config import Config, VAEConfig
 from cdiff.data.datasets import ImageDataset, to_uint8
 from cdiff.data.prepared import PreparedDataset
 from cdiff.imageio import grid, save_png
+from cdiff.models import store
 from cdiff.models.build import build_vae, count_parameters
-from cdiff.models.vae import export_vae, latent_scale_factor, psnr, reconstruct
+from cdiff.models.vae import latent_scale_factor, psnr, reconstruct, vae_record
 from cdiff.models.vae_loss import PatchGAN, VGGPerceptual, find_vgg16, hinge_d_loss
 from cdiff.stages import training_common as tc
 from cdiff.training.loop import Task, fit
@@ -124,7 +125,7 @@ def run(
     val_l1, val_psnr = (val_x - rec).abs().mean().item(), psnr(val_x, rec)
 
     # 4. export
-    export_vae(partial, vae, cfg.vae, scale, data.resolution)
+    store.save(partial, "vae", vae, vae_record(vae, cfg.vae, scale, data.resolution))
     save_png(
         partial / "reconstructions.png", _pairs_grid(val_x, rec), {"rows": "input, reconstruction pairs"}
     )

@@ -30,7 +30,7 @@ from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.imageio import save_png
 from cdiff.modalities import Context
-from cdiff.models.vae import load_vae
+from cdiff.models import store
 from cdiff.rundir import atomic_write_json, partial_dir
 from cdiff.viz import colorbar, colormap, label, overlay, save_gif, tile_grid, titled, upscale
 
@@ -68,7 +68,8 @@ def _read_generation(folder: Path) -> dict:
 def _decode(vae, latents: torch.Tensor, scale: float, batch: int = 16) -> list[np.ndarray]:
     out = []
     for i in range(0, len(latents), batch):
-        x = vae.decode(latents[i : i + batch].float() / scale).sample
+        z = (latents[i : i + batch].float() / scale).to(next(vae.parameters()).device)
+        x = vae.decode(z).sample.cpu()
         out += [to_uint8(im) for im in x]
     return out
 
@@ -81,6 +82,7 @@ def run(
     run_dir: Path | None = None,
     force: bool = False,
     progress=None,
+    device: torch.device | str = "cpu",
 ) -> VisualizeReport:
     t0 = time.perf_counter()
     # 1. the generation, the run that made it, the images chosen
@@ -96,7 +98,7 @@ def run(
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to replace it, or choose another --out")
     records = _chosen(manifest["outputs"]["images"], images, gen_dir)
-    vae, vae_meta = load_vae(run_dir / "vae")
+    vae, vae_meta = store.load(run_dir / "vae", "vae", device)
     modalities = settings.get("modalities", [])
 
     # 2. each image's pictures in its own folder

@@ -103,9 +103,11 @@ def fit(
     collate: Callable[[list[Any]], Any] | None = None,
     num_workers: int = 0,
     show_progress: bool = True,
+    cpu: bool = False,
 ) -> FitResult:
-    """Train ``task`` on ``dataset`` until ``cfg.steps`` (or ``cfg.minutes``); checkpoints go in ``out``."""
-    acc = _accelerator(cfg)
+    """Train ``task`` on ``dataset`` until ``cfg.steps`` (or ``cfg.minutes``); checkpoints go in ``out``
+    (``cpu``: on the CPU even where accelerate would pick a GPU)."""
+    acc = _accelerator(cfg, cpu)
     out.mkdir(parents=True, exist_ok=True)
     opt = _optimisation(task, cfg)
     start, elapsed_before = _starting_point(out, resume, task, opt)
@@ -122,10 +124,10 @@ def fit(
     return loop.close()
 
 
-def _accelerator(cfg: TrainConfig):
+def _accelerator(cfg: TrainConfig, cpu: bool = False):
     from accelerate import Accelerator
 
-    no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    no_accelerator = cpu or (not torch.cuda.is_available() and not torch.backends.mps.is_available())
     return Accelerator(  # cpu=True on CPU-only machines lets torchrun/accelerate launch run gloo data parallelism
         mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=no_accelerator
     )
