@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "cdiff.cli"]
+CLI = [str(Path(sys.executable).with_name("cdiff"))]  # the installed entry point
 
 # Runs `cdiff generate` in this process and reports the time from the process's start to the first
 # call of the sampler's model (the predictor), read from /proc (Linux).
@@ -92,7 +92,7 @@ def second_image(repeats: int, device: str) -> dict[str, float]:
             pipe.generate(mask=mask, text="He is in his thirties.", seed=8 + k, **sample)
             times.append(time.perf_counter() - t1)
         out[f"second_image_{name}_s"] = _median(times)
-    s = pipe.cfg.sample
+    s = pipe.config.sample
     out["default_sampler"] = f"{s.solver} {s.steps} steps, guidance {s.guidance}"
     return out
 
