@@ -137,6 +137,11 @@ def _read_mask_image(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return image_to_label(im, str(path))
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"mask {path} has more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, more than cdiff reads; "
+            "give it at the image resolution"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read mask {path}: {exc}; is it a PNG image?") from None
 

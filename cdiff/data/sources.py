@@ -58,7 +58,7 @@ def _open_rgb(path: Path, sample_id: str, digests: list[tuple[str, str]]) -> Ima
         with Image.open(io.BytesIO(_read_bytes(path, digests))) as im:
             im.load()
             return im.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise SampleError(sample_id, "corrupt image", f"cannot read image {path} ({exc})") from None
 
 
@@ -210,7 +210,7 @@ class CelebASource:
             try:
                 with Image.open(io.BytesIO(_read_bytes(path, digests))) as im:
                     arr = np.asarray(im.convert("L")) > 127
-            except (OSError, SyntaxError, ValueError) as exc:
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
                 raise SampleError(
                     sample_id, "corrupt mask", f"cannot read mask part {path} ({exc})"
                 ) from None

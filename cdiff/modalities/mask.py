@@ -51,6 +51,16 @@ def onehot_map(labels: torch.Tensor, size: int) -> torch.Tensor:
     return F.one_hot(_nearest(labels, size).long(), NUM_CLASSES).permute(0, 3, 1, 2).float()
 
 
+def at_resolution(label: np.ndarray, size: int, r: int | None) -> np.ndarray:
+    """``label`` resized (nearest) to ``size``×``size``, with the pixels that :func:`onehot_tokens`
+    samples for its ``r``×``r`` grid set from ``label`` resized once, straight to ``r``×``r``."""
+    out = resize_label(label, size).copy()
+    if r:
+        idx = ((np.arange(r) + 0.5) * size / r).astype(np.int64)  # the grid _nearest samples
+        out[np.ix_(idx, idx)] = resize_label(label, r)
+    return out
+
+
 class MaskCondition(MaskEncoder, ConditionEncoder):
     """Label maps ``(B, H, W)`` → ``{"tokens": (B, 19, C)}`` (+ ``"concat"`` planes with ``mask_concat``)."""
 
@@ -84,17 +94,20 @@ class Mask(Modality):
     def read(self, values: list[Any], ctx: Context, notes: list[str]) -> torch.Tensor:
         """Mask files, ``val:<id>`` (the run's data), PIL images or ``(H, W)`` integer arrays.
 
-        Other sizes are resized (nearest) to the image resolution, with a note.
+        Other sizes are resized (nearest) to the image resolution, with a note; the pixels the
+        r×r token grid samples are taken straight from the given mask (:func:`at_resolution`), so
+        the tokens are the release's single resize to r×r, not a resize of a resize.
         """
         labels = []
+        r = (ctx.meta.get("unimodal") or {}).get("mask_tokens")
         for v in values:
             label = self._label(v, ctx)
             if label.shape != (ctx.resolution, ctx.resolution):
-                r = ctx.resolution
+                size = ctx.resolution
                 notes.append(
-                    f"mask {self.record(v)} is {label.shape[1]}×{label.shape[0]}: resized (nearest) to {r}×{r}"
+                    f"mask {self.record(v)} is {label.shape[1]}×{label.shape[0]}: resized (nearest) to {size}×{size}"
                 )
-                label = resize_label(label, r)
+                label = at_resolution(label, size, r)
             labels.append(label)
         return torch.from_numpy(np.stack(labels))
 

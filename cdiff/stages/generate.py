@@ -108,7 +108,13 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
         raise InputError(f"--from-file: {path} not found")
     known = set(modalities.names())
     pairs = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"--from-file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON lines"
+        ) from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
