@@ -22,6 +22,7 @@ from cdiff.cli.common import (
     say,
     stage_options,
 )
+from cdiff.cli.conditions import condition_options
 from cdiff.cli.sampling import sampling_options
 from cdiff.errors import InputError
 
@@ -33,11 +34,6 @@ def _alphas(value: str | None) -> list[float] | None:
 # ---- edit's own options -----------------------------------------------------------------------
 PhotoArg = Annotated[
     Path | None, typer.Argument(help="The photo to edit (any size; centre-cropped and resized).")
-]
-TargetTextOpt = Annotated[str | None, typer.Option("--target-text", help="The caption to edit toward.")]
-TargetMaskOpt = Annotated[
-    Path | None,
-    typer.Option("--target-mask", help="The mask to edit toward (index PNG, palette RGB PNG or .pt)."),
 ]
 FromDirOpt = Annotated[
     Path | None,
@@ -70,10 +66,9 @@ EditsOutOpt = out_option("RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/r
 @handle_errors
 @sampling_options("steps", "eta", "solver", "batch_size")
 @stage_options(run=ModelRunOpt)
+@condition_options(target=True, after=1)  # --target-text, --target-mask, ... after the photo
 def edit(
     photo: PhotoArg = None,
-    target_text: TargetTextOpt = None,
-    target_mask: TargetMaskOpt = None,
     from_dir: FromDirOpt = None,
     alphas: AlphasOpt = None,
     seed: SeedOpt = 0,
@@ -84,6 +79,7 @@ def edit(
     save_intermediates: IntermediatesOpt = False,
     out: EditsOutOpt = None,
     *,
+    targets: dict[str, str | None],
     opts: StageOptions,
     sample: dict[str, Any],
     device: str,
@@ -97,7 +93,7 @@ def edit(
         return
     req = stage.EditRequest(
         photo=photo,
-        targets={"mask": str(target_mask) if target_mask else None, "text": target_text},
+        targets=targets,
         from_dir=from_dir,
         alphas=_alphas(alphas),
         seed=seed,

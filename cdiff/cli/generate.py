@@ -19,21 +19,17 @@ from cdiff.cli.common import (
     say,
     stage_options,
 )
+from cdiff.cli.conditions import condition_options
 from cdiff.cli.sampling import sampling_options
 from cdiff.errors import InputError
 
 
-def parse_conditions(
-    text: list[str] | None, mask: list[Path] | None, cond: list[str] | None
-) -> dict[str, list]:
-    """``--text``/``--mask`` and ``--cond NAME=VALUE`` (any registered modality) → values per modality."""
+def parse_conditions(given: dict[str, list[str]], cond: list[str] | None) -> dict[str, list]:
+    """The modalities' options (``--text``, ``--mask``, ...) and ``--cond NAME=VALUE`` (any registered
+    modality) → values per modality."""
     from cdiff import modalities
 
-    given: dict[str, list] = {}
-    if text:
-        given["text"] = list(text)
-    if mask:
-        given["mask"] = [str(p) for p in mask]
+    given = {m: list(v) for m, v in given.items()}
     for item in cond or []:
         name, sep, value = item.partition("=")
         if not sep:
@@ -53,12 +49,7 @@ def _method(method: str, modality: str | None) -> str:
     return modality
 
 
-# ---- generate's own options -------------------------------------------------------------------
-TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A caption (repeatable).")]
-MaskOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--mask", help="A mask: index PNG, palette RGB PNG or .pt (repeatable)."),
-]
+# ---- generate's own options (each modality's, --text, --mask, ..., come from cli/conditions.py) --
 CondOpt = Annotated[
     list[str] | None,
     typer.Option("--cond", help="A condition of any registered modality, NAME=VALUE (repeatable)."),
@@ -90,9 +81,8 @@ SamplesOutOpt = out_option("RUN/samples/NNN; ./outputs/NNN without --run")
 @handle_errors
 @sampling_options()
 @stage_options(run=ModelRunOpt)
+@condition_options()
 def generate(
-    text: TextOpt = None,
-    mask: MaskOpt = None,
     cond: CondOpt = None,
     from_file: FromFileOpt = None,
     method: MethodOpt = "collaborative",
@@ -102,6 +92,7 @@ def generate(
     save_intermediates: IntermediatesOpt = False,
     out: SamplesOutOpt = None,
     *,
+    conditions: dict[str, list[str]],
     opts: StageOptions,
     sample: dict[str, Any],
     device: str,
@@ -120,7 +111,7 @@ def generate(
     stage.check_out(out, opts.force)  # before any model loads
     req = stage.GenerateRequest(
         method=method,
-        conditions=parse_conditions(text, mask, cond),
+        conditions=parse_conditions(conditions, cond),
         pairs=stage.read_pairs_file(from_file) if from_file is not None else [],
         num=num,
         seed=seed,

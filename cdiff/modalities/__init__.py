@@ -58,7 +58,9 @@ class Modality(ABC):
     name: str = ""
     option: str = ""  # the CLI option of generate (e.g. --text); empty: only --cond NAME=VALUE
     option_help: str = ""
+    option_type: type = str  # what the option takes (a Path for files)
     target_option: str = ""  # edit's target option (e.g. --target-text); empty: none
+    target_help: str = ""
     describes: str = ""  # what a value is, for messages ("a caption", "a mask file")
     has_vocabulary: bool = False  # True: the encoder's size depends on the prepared tokenizer
     pictured: bool = False  # True: :meth:`tile` draws its conditions (a mask); False: they are shown as text

@@ -81,6 +81,8 @@ class Mask(Modality):
     option = "--mask"
     option_help = "A mask: index PNG, palette RGB PNG or .pt (repeatable)."
     target_option = "--target-mask"
+    target_help = "The mask to edit toward (index PNG, palette RGB PNG or .pt)."
+    option_type = Path
     describes = "a mask (index PNG, palette RGB PNG or .pt)"
     pictured = True
     released_role = "early"  # the release leans on it in the first steps

@@ -36,6 +36,7 @@ class Text(Modality):
     option = "--text"
     option_help = "A caption (repeatable)."
     target_option = "--target-text"
+    target_help = "The caption to edit toward."
     describes = "a caption"
     has_vocabulary = True
     released_role = "late"  # the release leans on it in the last steps
