@@ -23,6 +23,20 @@ PART_BOXES = {  # part -> (top, left, bottom, right) on a 40x40 part grid: overl
 CELEBA_IDS = [0, 1, 2, 1999, 2000, 2001, 2002, 4001]  # k = n // 2000 → folders 0, 1, 2
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _hash_cache_in_a_temp_folder(tmp_path_factory):
+    """The verified-weights hash cache (cdiff.models.store) of the tests: their own, not the user's."""
+    import os
+
+    old = os.environ.get("CDIFF_CACHE_DIR")
+    os.environ["CDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("cdiff-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CDIFF_CACHE_DIR", None)
+    else:
+        os.environ["CDIFF_CACHE_DIR"] = old
+
+
 def expected_label(n: int) -> np.ndarray:
     """The combined 40x40 map for fixture id ``n``, computed by hand from ``PART_BOXES``."""
     label = np.zeros((40, 40), np.uint8)

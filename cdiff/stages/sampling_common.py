@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from cdiff.data.prepared import PreparedDataset
 from cdiff.diffusion.predictors import Predictor
 from cdiff.diffusion.sampling import StepInfo, sample
 from cdiff.diffusion.schedule import ddim_scheduler, dpm_solver
+from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
+from cdiff.training.loop import METRICS, read_metrics
 
 SOLVERS = {"ddim": ddim_scheduler, "dpm": dpm_solver}
 
@@ -83,8 +84,22 @@ def generate_images(
             x_start=None if x_start is None else x_start[i:j],
         )
         x = vae.decode(z.float() / vae_meta["scale_factor"]).sample
+        check_finite(x, seeds[i:j])
         out += [to_uint8(im) for im in x.cpu()]
     return out
+
+
+def check_finite(x: torch.Tensor, seeds: list[int]) -> None:
+    """Refuse decoded images ``x`` (one per seed) holding NaN or inf: they would be saved as noise."""
+    bad = ~torch.isfinite(x.flatten(1)).all(1)
+    if bad.any():
+        kind = "nan" if torch.isnan(x).any() else "inf"
+        which = [s for s, b in zip(seeds, bad.tolist(), strict=True) if b]
+        raise InputError(
+            f"sampling produced non-finite values ({kind}) for {len(which)} image(s) "
+            f"(seed {', '.join(map(str, which[:5]))}{', …' if len(which) > 5 else ''}) — check "
+            "--guidance/--eta and the models (a damaged model? run its training again)"
+        )
 
 
 def _both(a, b):
@@ -122,11 +137,8 @@ def save_condition_grid(
 
 def last_metric(folder: Path, key: str) -> float:
     """The last logged value of ``key`` in ``metrics.jsonl`` (nan when never logged)."""
-    path = folder / "metrics.jsonl"
     value = float("nan")
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            if key in rec:
-                value = float(rec[key])
+    for rec in read_metrics(folder / METRICS):
+        if key in rec:
+            value = float(rec[key])
     return value

@@ -11,13 +11,16 @@ Determinism without saved RNG streams: the batch for step ``s`` is a function of
 ``(seed, s)`` (a fresh permutation of the data per epoch), and each step's randomness (noise,
 timesteps) comes from a generator seeded with ``(seed, s, micro-step, rank)``. So resuming
 from step ``s`` replays exactly what an uninterrupted run would have done.
+
+Integrity: a checkpoint carries a sha256 of its own contents, checked on resume; a non-finite loss
+or non-finite weights stop the run (one line, the last good checkpoint kept) instead of training
+on, or exporting, NaNs; a torn last line of ``metrics.jsonl`` (a kill while logging) is dropped.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +35,8 @@ from tqdm.auto import tqdm
 
 from cdiff.config import TrainConfig
 from cdiff.errors import InputError
+from cdiff.rundir import atomic_write_text
+from cdiff.training import checkpoints
 
 CKPT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -111,6 +116,11 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     opt = _optimisation(task, cfg)
     start, elapsed_before = _starting_point(out, resume, task, opt)
+    if acc.is_main_process:
+        for tmp in out.glob(f".{CKPT}.*.tmp"):  # what a killed checkpoint write leaves
+            tmp.unlink(missing_ok=True)
+        _truncate_metrics(out / METRICS, start)  # lines after the starting point are made again
+    acc.wait_for_everyone()
     # the scheduler steps once per optimiser step, by hand
     model, opt.optimizer = acc.prepare(task, opt.optimizer)
     if opt.ema is not None:
@@ -166,9 +176,7 @@ def _starting_point(out: Path, resume: bool, task: Task, opt: _Optimisation) -> 
         raise InputError(
             f"{out} holds an interrupted run; pass --resume to continue it or --force to start over"
         )
-    start, elapsed_before = _load_checkpoint(ckpt_path, task, opt.optimizer, opt.scheduler, opt.ema)
-    _truncate_metrics(out / METRICS, start)
-    return start, elapsed_before
+    return checkpoints.load(ckpt_path, task.trainable_modules(), opt.optimizer, opt.scheduler, opt.ema)
 
 
 class _Loop:
@@ -190,6 +198,7 @@ class _Loop:
         )
         self.budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
         self.stopped_by_time = False
+        self.saved = start if (out / CKPT).is_file() else None  # the step of the last good checkpoint
 
     def micro_step(self, batch: Any) -> bool:
         """Forward and backward one micro-batch; True when that completed an optimiser step."""
@@ -207,13 +216,42 @@ class _Loop:
             if acc.sync_gradients:
                 opt.scheduler.step()
             opt.optimizer.zero_grad(set_to_none=True)
-        self.logs.add({"loss": loss.detach().float().item(), **logs})
+        self.logs.add({"loss": self._finite_loss(loss), **logs})
         self.seen += cfg.batch_size * acc.num_processes
         self.micro += 1
         if self.micro < cfg.grad_accum:
             return False
         self.micro, self.step = 0, self.step + 1
         return True
+
+    def _finite_loss(self, loss: torch.Tensor) -> float:
+        """``loss`` as a float, or stop (every process together) when it is not finite on any of them.
+
+        Checked after the backward pass, where the loop reads the loss anyway: the weights it may
+        have spoilt are never saved.
+        """
+        local = loss.detach().float()
+        total = self.acc.reduce(local.clone(), reduction="sum") if self.acc.num_processes > 1 else local
+        value = total.item()
+        if not math.isfinite(value):
+            self._stop(f"loss became {value} at step {self.step + 1}")
+        return local.item() if self.acc.num_processes > 1 else value
+
+    def _weights_finite(self) -> bool:
+        """Whether every trainable weight is finite (every process holds the same weights)."""
+        return all(bool(torch.isfinite(p).all()) for p in self.opt.params)
+
+    def _stop(self, what: str) -> None:
+        kept = (
+            f"the last good checkpoint (step {self.saved}) is kept"
+            if self.saved is not None
+            else "no checkpoint was saved before it"
+        )
+        self.bar.close()
+        raise InputError(
+            f"{what}; {kept}: --resume retries from it with the same settings, or lower the learning rate "
+            "(--set ...train.lr=...) and start over with --force"
+        )
 
     def end_of_step(self, on_sample: Callable[[int, Task], None] | None) -> bool:
         """EMA, progress, metrics, checkpoint and samples after an optimiser step; True when done."""
@@ -239,9 +277,13 @@ class _Loop:
         self.stopped_by_time = elapsed >= self.budget_s
         done = step >= cfg.steps or self.stopped_by_time
         if step % cfg.checkpoint_every == 0 or done:
-            _save_checkpoint(
-                acc, self.out / CKPT, step, elapsed, self.task, opt.optimizer, opt.scheduler, opt.ema
+            if not self._weights_finite():  # so a checkpoint is always good
+                self._stop(f"the weights became non-finite at step {step}")
+            modules = self.task.trainable_modules()
+            checkpoints.save(
+                acc, self.out / CKPT, step, elapsed, modules, opt.optimizer, opt.scheduler, opt.ema
             )
+            self.saved = step
         if on_sample is not None and acc.is_main_process and (step % cfg.sample_every == 0 or done):
             with _ema_weights(opt.ema, opt.params):
                 on_sample(step, self.task)
@@ -253,48 +295,15 @@ class _Loop:
         self.acc.wait_for_everyone()
         if self.opt.ema is not None:
             self.opt.ema.copy_to(self.opt.params)  # export the EMA weights
+        if not self._weights_finite():  # from a checkpoint saved before weights were checked
+            raise InputError(
+                f"the trained weights are not finite after step {self.step}, so nothing is exported: "
+                "lower the learning rate, then start over with --force"
+            )
         wall = time.perf_counter() - self.t0
         self.acc.end_training()
         finished = self.step >= self.cfg.steps or self.stopped_by_time
         return FitResult(self.step, finished, wall, self.seen / max(wall, 1e-9))
-
-
-# ---- checkpoints ----------------------------------------------------------------------------
-
-
-def _save_checkpoint(
-    acc, path: Path, step: int, elapsed: float, task: Task, optimizer, scheduler, ema
-) -> None:
-    acc.wait_for_everyone()
-    if not acc.is_main_process:
-        return
-    state = {
-        "step": step,
-        "elapsed_s": elapsed,
-        "modules": {k: m.state_dict() for k, m in task.trainable_modules().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-    }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, task: Task, optimizer, scheduler, ema) -> tuple[int, float]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}); use --force to start over"
-        ) from None
-    for name, module in task.trainable_modules().items():
-        module.load_state_dict(state["modules"][name])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if ema is not None and state.get("ema") is not None:
-        ema.load_state_dict(state["ema"])
-    return int(state["step"]), float(state.get("elapsed_s", 0.0))
 
 
 class _ema_weights:
@@ -344,13 +353,38 @@ def _log(acc, out: Path, record: dict[str, Any]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (none when it is absent; see :func:`_metric_lines`)."""
+    return [record for _, record in _metric_lines(path)]
+
+
+def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(line, record)`` for each line of a ``metrics.jsonl``.
+
+    A last line that is not a JSON object is what a kill while logging leaves: it is dropped. Any
+    other line that is not one means the file is damaged (a one-line error).
+    """
+    if not path.is_file():
+        return []
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            out.append((line, record))
+        elif n < len(lines):
+            raise InputError(f"{path} is damaged (line {n} is not JSON); start over with --force")
+    return out
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from."""
+    """Drop the metric lines after ``step`` (the run starts there again) and a torn last line."""
     if path.is_file():
-        keep = [
-            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step
-        ]
-        path.write_text("".join(f"{ln}\n" for ln in keep))
+        keep = [line for line, record in _metric_lines(path) if record.get("step", 0) <= step]
+        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
