@@ -168,9 +168,13 @@ def test_check_output_says_what_begin_stage_says(tmp_path):
     for final in (done, foreign):
         early = message(lambda f=final: check_output(f, False))
         assert early == message(lambda f=final: begin_stage(f, "a: 1\n", False))
-        assert "\n" not in early and "--force" in early
+        assert "\n" not in early
     assert "finished work" in message(lambda: check_output(done, False))
-    assert "not a finished cdiff stage" in message(lambda: check_output(foreign, False))
+    assert "--force" in message(lambda: check_output(done, False))
+    # files cdiff did not write: refused even with --force (it would delete them), no --force advice
+    for force in (False, True):
+        text = message(lambda f=force: check_output(foreign, f))
+        assert "holds files cdiff did not write" in text and "--force" not in text
     check_output(done, True)  # --force: allowed
     check_output(tmp_path / "new" / "deeper" / "out", False)  # parents not made yet: fine
 

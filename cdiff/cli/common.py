@@ -7,17 +7,17 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cdiff import __version__
+from cdiff import __version__, locks
 from cdiff import config as cfg_mod
 from cdiff.errors import InputError
-from cdiff.rundir import default_run_dir
+from cdiff.rundir import default_run_dir, write_error
 
 app = typer.Typer(
     name="cdiff",
@@ -151,17 +151,32 @@ def stage_options(run: Any = RunOpt) -> Callable[[Callable[..., Any]], Callable[
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`InputError` into a one-line message and exit code 2 (no traceback)."""
+    """Turn :class:`InputError`, and a failed write (a full disk, a read-only folder: see
+    :func:`~cdiff.rundir.write_error`), into a one-line message and exit code 2 (no traceback).
+
+    Whatever the outcome, the command's output locks are released when it returns.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
+        except Exception as exc:
+            message = write_error(exc)
+            if message is None:
+                raise
+            _fail(message)
+        finally:
+            locks.release_thread()
 
     return wrapper
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def resolve(preset: str, shortcuts: dict[str, Any], sets: list[str] | None) -> cfg_mod.Config:

@@ -1,7 +1,8 @@
 """``generate --method all``: every method for the same conditions and seeds, side by side.
 
 Writes ``OUT/<method>/`` (each a whole ``generate`` output), ``compare.png`` (a row per image: the
-conditions' pictures, then each method) and ``compare.html``.
+conditions' pictures, then each method) and ``compare.html``, all in ``OUT.partial/`` first and
+moved into place at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cdiff import modalities
 from cdiff.config import Config
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
+from cdiff.rundir import fresh_output
 from cdiff.stages import generate as gen
 from cdiff.stages.run import Run
 
@@ -53,9 +55,17 @@ def sample_all(
 
 
 def write_all(gens: dict[str, gen.Generation], out: Path) -> gen.GenerateResult:
-    """Each method into ``out/<method>/``, then ``compare.png``, the condition pictures and ``compare.html``."""
+    """Each method into ``out/<method>/``, then ``compare.png``, the condition pictures and ``compare.html``
+    (through ``out.partial/``: see :func:`~cdiff.rundir.fresh_output`)."""
+    need = 2 * sum(gen.estimated_bytes(g) for g in gens.values())  # the methods, and the page's pictures
+    with fresh_output(out, need_bytes=need, what="the images") as partial:
+        return _write_all(gens, partial, out)
+
+
+def _write_all(gens: dict[str, gen.Generation], folder: Path, out: Path) -> gen.GenerateResult:
+    """What :func:`write_all` writes, into ``folder`` (to be moved to ``out``)."""
     t0 = time.perf_counter()
-    results = {m: gen.write(g, out / m) for m, g in gens.items()}
+    results = {m: gen.write_files(g, folder / m, out / m) for m, g in gens.items()}
     notes = list(dict.fromkeys(n for g in gens.values() for n in g.notes))
     names = list(gens)
     first = gens[names[0]]
@@ -71,12 +81,12 @@ def write_all(gens: dict[str, gen.Generation], out: Path) -> gen.GenerateResult:
         "columns": [*pictured, *names],
         "rows": [{**rows[k // first.num], "seed": first.seeds[k]} for k in range(len(first.images))],
     }
-    save_png(out / "compare.png", grid(tiles, ncol=len(pictured) + len(names)), {"layout": layout})
+    save_png(folder / "compare.png", grid(tiles, ncol=len(pictured) + len(names)), {"layout": layout})
     for j, row in enumerate(rows):  # the conditions as pictures, for the page
         for m in pictured:
             tile = modalities.get(m).tile(first.raw[m][j], size)
-            save_png(out / modalities.get(m).plural / f"{j:03d}.png", tile, {m: row[m]})
-    (out / "compare.html").write_text(_page(first, rows, names, pictured))
+            save_png(folder / modalities.get(m).plural / f"{j:03d}.png", tile, {m: row[m]})
+    (folder / "compare.html").write_text(_page(first, rows, names, pictured))
     wall = sum(r.wall_time_s for r in results.values()) + time.perf_counter() - t0
     return gen.GenerateResult(out, first.images, rows, first.seeds, wall, notes)
 

@@ -17,7 +17,6 @@ without optimising again.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -37,11 +36,18 @@ from cdiff.diffusion.sampling import check_seed, seeded_noise
 from cdiff.diffusion.schedule import alphas_cumprod
 from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
-from cdiff.rundir import atomic_write_json, make_manifest, partial_dir, read_manifest, sha256_file
+from cdiff.locks import release
+from cdiff.rundir import (
+    atomic_write_json,
+    fresh_output,
+    make_manifest,
+    read_manifest,
+    sha256_file,
+)
 from cdiff.stages import imagic
 from cdiff.stages import sampling_common as sc
-from cdiff.stages.edit_state import EMBEDDINGS, INPUT, NOISE, load_state, save_state  # noqa: F401
-from cdiff.stages.generate import INTERMEDIATES, next_output_dir, save_intermediates
+from cdiff.stages.edit_state import EMBEDDINGS, INPUT, NOISE, load_state, save_state, state_bytes  # noqa: F401
+from cdiff.stages.generate import INTERMEDIATES, check_out, save_intermediates, write_to
 from cdiff.stages.imagic import EditState
 from cdiff.stages.run import Run
 
@@ -220,19 +226,24 @@ def run(
     if run_dir is None:
         raise InputError("give --run RUN: the run directory with the models")
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
-    if out is not None and out.exists() and not force:
-        raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
-    state, metrics, notes = optimise(cfg, req, run, progress)
-    alphas = list(req.alphas or (cfg.edit.alphas if len(state.targets) == 1 else cfg.edit.collab_alphas))
-    out = out or next_output_dir(outputs_root or run.root / "edits")
-    photo = str(Path(req.photo).resolve()) if isinstance(req.photo, str | Path) else "<image>"
-    inputs = {"run": str(run.root.resolve())}  # absolute: --from and visualize work from any folder
-    if isinstance(req.photo, str | Path):
-        inputs["photo"] = {"path": photo, "sha256": sha256_file(req.photo)}
-    inputs.update({m: str(run.root / m) for m in state.targets})
-    record = {"inputs": inputs, "metrics": metrics, "notes": notes, "t0": t0, "photo": photo}
-    images = write(cfg, state, alphas, req, out, record, progress)
-    return EditResult(out, alphas, images, metrics, notes, time.perf_counter() - t0)
+    check_out(out, force)  # before any set-up: locked, finished work refused
+    try:
+        state, metrics, notes = optimise(cfg, req, run, progress)
+        alphas = list(req.alphas or (cfg.edit.alphas if len(state.targets) == 1 else cfg.edit.collab_alphas))
+        photo = str(Path(req.photo).resolve()) if isinstance(req.photo, str | Path) else "<image>"
+        inputs = {"run": str(run.root.resolve())}  # absolute: --from and visualize work from any folder
+        if isinstance(req.photo, str | Path):
+            inputs["photo"] = {"path": photo, "sha256": sha256_file(req.photo)}
+        inputs.update({m: str(run.root / m) for m in state.targets})
+        record = {"inputs": inputs, "metrics": metrics, "notes": notes, "t0": t0, "photo": photo}
+        root = outputs_root or run.root / "edits"
+        folder, images = write_to(
+            out, root, lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
+        )
+    finally:
+        if out is not None:
+            release(out)
+    return EditResult(folder, alphas, images, metrics, notes, time.perf_counter() - t0)
 
 
 def write(
@@ -244,25 +255,22 @@ def write(
     record: dict,
     progress=None,
 ):
-    """Render the sweep into ``out`` through its ``.partial`` folder: the reusable state, a PNG per alpha,
-    the grid, intermediates, the manifest."""
-    partial = partial_dir(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    if record.get("photo") is not None:  # a new edit (a re-render refers to its edit's folder)
-        save_state(state, partial, record["photo"])
-        conditions = {}
-        for m, v in state.values.items():
-            path = partial / f"target_{m}.png"
-            saved = modalities.get(m).save_picture(state.raw[m][0].cpu(), path)
-            conditions[m] = str(out.resolve() / path.name) if saved else modalities.get(m).record(v)
-    else:
-        conditions = record["conditions"]
-    images = _render_and_write(cfg, state, alphas, req, partial, conditions, record, progress)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.replace(out)
-    return images
+    """Render the sweep into ``out`` through its ``.partial`` folder (see :func:`~cdiff.rundir.fresh_output`:
+    locked, never over files cdiff did not write, removed if anything fails): the reusable state, a PNG
+    per alpha, the grid, intermediates, the manifest."""
+    new = record.get("photo") is not None  # a new edit (a re-render refers to its edit's folder)
+    need = 2 * state.image.nbytes * (len(alphas) + 4) + (state_bytes(state) if new else 0) + 2**20
+    with fresh_output(out, need_bytes=need, what="the edit") as partial:
+        if new:
+            save_state(state, partial, record["photo"])
+            conditions = {}
+            for m, v in state.values.items():
+                path = partial / f"target_{m}.png"
+                saved = modalities.get(m).save_picture(state.raw[m][0].cpu(), path)
+                conditions[m] = str(out.resolve() / path.name) if saved else modalities.get(m).record(v)
+        else:
+            conditions = record["conditions"]
+        return _render_and_write(cfg, state, alphas, req, partial, conditions, record, progress)
 
 
 def _render_and_write(
@@ -336,8 +344,25 @@ def rerender(
         raise InputError(
             "--from re-renders an earlier edit: give no photo or targets (only --alphas and output options)"
         )
-    if out is not None and out.exists() and not force:
-        raise InputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    check_out(out, force)  # before any set-up: locked, finished work refused
+    try:
+        return _rerender(cfg, req, src, manifest, out, progress, device, t0)
+    finally:
+        if out is not None:
+            release(out)
+
+
+def _rerender(
+    cfg: Config,
+    req: EditRequest,
+    src: Path,
+    manifest: dict,
+    out: Path | None,
+    progress: Callable[[str], Any] | None,
+    device: tuple[Any, Any] | None,
+    t0: float,
+) -> EditResult:
+    """:func:`rerender` once its output is checked: the edit's state, then the sweep."""
     settings = dict(manifest["settings"])
     for key in ("steps", "eta", "solver"):  # the edit's own, unless given now
         settings[key] = req.sample_given.get(key, settings[key])
@@ -354,12 +379,13 @@ def rerender(
     )
     cfg_mod.check_sample(cfg.sample, cfg.diffusion.timesteps)
     alphas = list(req.alphas or [r["alpha"] for r in manifest["outputs"]["images"]])
-    out = out or next_output_dir(src / "renders")
     conditions = manifest["outputs"]["images"][0]["conditions"] if manifest["outputs"]["images"] else {}
     conditions = {**conditions, **{m: str(src / f"target_{m}.png") for m in state.raw}}
     inputs = {"run": str(run.root.resolve()), "edit": str(src.resolve())}
     record = {"inputs": inputs, "metrics": {}, "notes": [], "t0": t0, "conditions": conditions}
-    images = write(cfg, state, alphas, req, out, record, progress)
+    out, images = write_to(
+        out, src / "renders", lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
+    )
     return EditResult(out, alphas, images, {}, [], time.perf_counter() - t0)
 
 

@@ -36,6 +36,13 @@ def save_state(state: EditState, folder: Path, photo_source: str) -> None:
     save_file({"x_T": state.noise.contiguous()}, str(folder / NOISE))
 
 
+def state_bytes(state: EditState) -> int:
+    """About what :func:`save_state` writes: the fine-tuned UNets (float32), the embeddings, the noise."""
+    unets = sum(p.numel() * 4 for m in state.targets for p in state.experts[m].unet.parameters())
+    embeddings = sum(2 * v.numel() * v.element_size() for t in state.targets.values() for v in t.values())
+    return unets + embeddings + state.noise.numel() * state.noise.element_size() + state.image.nbytes
+
+
 def load_state(src: Path, run: Run, settings: dict) -> EditState:
     """An earlier edit's state from its folder: the fine-tuned UNets, embeddings, start noise, input, targets."""
     mods = settings["modalities"]
@@ -69,4 +76,4 @@ def load_state(src: Path, run: Run, settings: dict) -> EditState:
     )
 
 
-__all__ = ["EMBEDDINGS", "INPUT", "NOISE", "load_state", "save_state"]
+__all__ = ["EMBEDDINGS", "INPUT", "NOISE", "load_state", "save_state", "state_bytes"]

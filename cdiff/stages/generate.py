@@ -13,7 +13,9 @@ Methods:
    DPM-Solver++; conditions are encoded once, each step runs each expert and diffuser once over
    the whole batch, and each image has its own seed.
 4. Write one PNG per image (conditions and settings in its metadata), a grid, a manifest and,
-   with ``save_intermediates``, each step's influence maps, x_t and predicted x_0 for ``visualize``.
+   with ``save_intermediates``, each step's influence maps, x_t and predicted x_0 for ``visualize``;
+   all into ``<out>.partial/``, moved into place at the end (``--out`` locked from the first check;
+   a numbered folder claimed with an atomic ``mkdir``).
 """
 
 from __future__ import annotations
@@ -27,24 +29,31 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from cdiff import config as cfg_mod
-from cdiff import modalities
+from cdiff import locks, modalities
 from cdiff.config import Config
 from cdiff.diffusion.predictors import CollabPredictor
 from cdiff.diffusion.sampling import StepInfo, check_seed
 from cdiff.errors import InputError
-from cdiff.imageio import grid, save_png
 from cdiff.models.collab import Collaboration, check_released, released_reweight
-from cdiff.rundir import atomic_write_json, make_manifest
+from cdiff.outputs import next_output_dir, write_to  # noqa: F401  (edit and the studio use them from here)
 from cdiff.stages import sampling_common as sc
+from cdiff.stages.generate_files import (  # noqa: F401  (the API, compare, edit and evaluate use them from here)
+    INTERMEDIATES,
+    GenerateResult,
+    check_out,
+    estimated_bytes,
+    file_name,
+    save_intermediates,
+    write,
+    write_files,
+)
 from cdiff.stages.run import Run
 
 MULTI = ("collaborative", "composable")
 ALL = "all"  # every method, side by side
 SOURCE_KEY = "{}_of"  # JSONL keys that say where a modality's condition came from (and "caption_of")
-INTERMEDIATES = "intermediates"
 
 
 def methods() -> list[str]:
@@ -83,23 +92,6 @@ class Generation:
     run_root: Path
     steps: dict[int, list[StepInfo]] | None = None  # per batch, when intermediates were kept
     wall_time_s: float = 0.0
-
-
-@dataclass
-class GenerateResult:
-    out: Path
-    images: list[np.ndarray]
-    conditions: list[dict[str, str]]
-    seeds: list[int]
-    wall_time_s: float
-    notes: list[str]
-
-
-def next_output_dir(root: Path) -> Path:
-    """``root/000``, ``root/001``, ...: the first number not taken."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
-    return root / f"{max(taken, default=-1) + 1:03d}"
 
 
 def read_pairs_file(path: Path) -> list[dict[str, str]]:
@@ -256,9 +248,17 @@ def predictor_for(method: str, cfg: Config, run: Run) -> tuple[CollabPredictor, 
 
 
 def sample(
-    cfg: Config, req: GenerateRequest, run: Run, progress: Callable[[int, int], None] | None = None
+    cfg: Config,
+    req: GenerateRequest,
+    run: Run,
+    progress: Callable[[int, int], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> Generation:
-    """Generate in memory: one image per (condition set, seed)."""
+    """Generate in memory: one image per (condition set, seed).
+
+    ``on_step(info)`` sees every sampler step of every batch as it happens (a live preview decodes
+    ``info.pred_x0``); it only watches, so the images are the same with or without it.
+    """
     t0 = time.perf_counter()
     if req.num < 1:
         raise InputError(f"--num must be at least 1, got {req.num}")
@@ -278,6 +278,13 @@ def sample(
     raw_all = {m: v.repeat_interleave(req.num, dim=0) for m, v in raw.items()}
     # 3. sample (with the intermediates when asked)
     recorder = sc.StepRecorder()
+
+    def watch(first: int, info: StepInfo) -> None:
+        if req.save_intermediates:
+            recorder(first, info)
+        if on_step is not None:
+            on_step(info)
+
     images = sc.generate_images(
         predictor,
         vae,
@@ -285,7 +292,7 @@ def sample(
         cfg,
         raw_all,
         seeds,
-        callback=recorder if req.save_intermediates else None,
+        callback=watch if req.save_intermediates or on_step is not None else None,
         progress=progress,
     )
     steps = recorder.steps if req.save_intermediates else None
@@ -293,58 +300,6 @@ def sample(
     return Generation(
         req.method, mods, images, rows, raw, seeds, req.num, settings, notes, cfg, run.root, steps, wall
     )
-
-
-def file_name(gen: Generation, k: int) -> str:
-    return f"{gen.seeds[k]:06d}.png" if len(gen.rows) == 1 else f"{k // gen.num:03d}-{gen.seeds[k]:06d}.png"
-
-
-def write(gen: Generation, out: Path) -> GenerateResult:
-    """Save a generation into ``out``: one PNG per image (conditions and settings in its metadata),
-    ``grid.png``, the intermediates when kept, and ``manifest.json`` last."""
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {m: modalities.get(m).persist(r[m], gen.raw[m][j], out, f"{j:03d}-{m}") for m in gen.modalities}
-        for j, r in enumerate(gen.rows)
-    ]
-    files = []
-    for k, (im, seed) in enumerate(zip(gen.images, gen.seeds, strict=True)):
-        j, name = k // gen.num, file_name(gen, k)
-        save_png(out / name, im, {"conditions": rows[j], "seed": str(seed), "settings": gen.settings})
-        files.append({"file": name, "conditions": rows[j], "seed": seed, "row": j})
-    tiles: list[np.ndarray] = []
-    size = gen.images[0].shape[0]
-    pictured = [m for m in gen.modalities if modalities.get(m).pictured]
-    for j in range(len(rows)):
-        tiles += [modalities.get(m).tile(gen.raw[m][j], size) for m in pictured]
-        tiles += gen.images[j * gen.num : (j + 1) * gen.num]
-    layout = (
-        f"rows: the {', the '.join(pictured)}, then one image per seed"
-        if pictured
-        else "rows: one image per seed"
-    )
-    meta = {"rows": rows, "layout": layout, "settings": gen.settings}
-    save_png(out / "grid.png", grid(tiles, ncol=gen.num + len(pictured)), meta)
-    if gen.steps is not None:
-        save_intermediates(out, gen.steps, files)
-    inputs = {
-        "run": str(gen.run_root.resolve()),
-        **{m: str((gen.run_root / m).resolve()) for m in gen.modalities},
-    }
-    outputs = {"images": files, "intermediates": INTERMEDIATES if gen.steps is not None else None}
-    wall = gen.wall_time_s + time.perf_counter() - t0
-    manifest = make_manifest(
-        "generate", cfg_mod.to_dict(gen.cfg), inputs, outputs, wall, settings=gen.settings, notes=gen.notes
-    )
-    atomic_write_json(out / "manifest.json", manifest)
-    return GenerateResult(out, gen.images, rows, gen.seeds, wall, gen.notes)
-
-
-def check_out(out: Path | None, force: bool) -> None:
-    """Before any set-up: an ``--out`` holding files is refused without ``force``."""
-    if out is not None and out.exists() and (out.is_file() or any(out.iterdir())) and not force:
-        raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
 
 
 def run(
@@ -361,31 +316,12 @@ def run(
     if req.method == ALL:
         return run_all(cfg, req, run, out, force, outputs_root, progress)
     check_out(out, force)
-    gen = sample(cfg, req, run, progress)
-    return write(gen, out or next_output_dir(outputs_root or run.root / "samples"))
-
-
-def save_intermediates(out: Path, steps_taken: dict[int, list[StepInfo]], files: list[dict]) -> None:
-    """``intermediates/<image>.safetensors``: per step, x_t, predicted x_0 and the applied weights."""
-    folder = out / INTERMEDIATES
-    folder.mkdir(exist_ok=True)
-    for first, infos in steps_taken.items():
-        B = infos[0].x_t.shape[0]
-        for b in range(B):
-            rec = files[first + b]
-            tensors = {
-                "x_t": torch.stack([i.x_t[b] for i in infos]).half().contiguous(),
-                "pred_x0": torch.stack([i.pred_x0[b] for i in infos]).half().contiguous(),
-                "t": torch.tensor([i.t for i in infos], dtype=torch.int32),
-            }
-            if "weights" in infos[0].extras:  # (steps, M, h, w)
-                tensors["weights"] = (
-                    torch.stack([i.extras["weights"][:, b, 0] for i in infos]).half().contiguous()
-                )
-            stem = Path(rec["file"]).stem
-            tmp = folder / f".{stem}.tmp"
-            save_file(tensors, str(tmp), metadata={"file": rec["file"]})
-            tmp.replace(folder / f"{stem}.safetensors")
+    try:
+        gen = sample(cfg, req, run, progress)
+        return write_to(out, outputs_root or run.root / "samples", lambda folder: write(gen, folder))
+    finally:
+        if out is not None:
+            locks.release(out)
 
 
 def run_all(
@@ -401,5 +337,10 @@ def run_all(
     from cdiff.stages import compare
 
     check_out(out, force)
-    gens = compare.sample_all(cfg, req, run, progress)
-    return compare.write_all(gens, out or next_output_dir(outputs_root or run.root / "samples"))
+    try:
+        gens = compare.sample_all(cfg, req, run, progress)
+        root = outputs_root or run.root / "samples"
+        return write_to(out, root, lambda folder: compare.write_all(gens, folder))
+    finally:
+        if out is not None:
+            locks.release(out)

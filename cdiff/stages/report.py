@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdiff import modalities
+from cdiff import locks, modalities
 from cdiff.errors import InputError
 from cdiff.rundir import atomic_write_text, check_writable
 from cdiff.stages.evaluate_pages import claim_lines, judged, pairing, table_rows
@@ -161,9 +161,19 @@ def run(run_dir: Path, force: bool = False) -> ReportResult:
     if not run_dir.is_dir():
         raise InputError(f"run folder {run_dir} not found")
     out = run_dir / "report.html"
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; pass --force to write it again")
-    check_writable(out, folder=False)
+    check_writable(out, folder=False, option="--run")
+    locks.acquire(out)  # one writer of the page at a time
+    try:
+        if out.exists() and not force:
+            raise InputError(f"{out} exists; pass --force to write it again")
+        found = _write(run_dir, out)
+    finally:
+        locks.release(out)
+    return ReportResult(out, found)
+
+
+def _write(run_dir: Path, out: Path) -> list[str]:
+    """Write the page (atomically) and return the names of its sections."""
     root = run_abs = run_dir.resolve()
     sections = {
         "models": _models(run_abs),
@@ -185,4 +195,4 @@ def run(run_dir: Path, force: bool = False) -> ReportResult:
         "</style></head><body>"
         f"<h1>cdiff: {html.escape(run_dir.name)}</h1>" + "".join(sections.values()) + "</body></html>\n",
     )
-    return ReportResult(out, found)
+    return found

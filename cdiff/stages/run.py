@@ -22,7 +22,7 @@ from cdiff.modalities import Context
 from cdiff.models import store
 from cdiff.models.collab import DiffuserSet
 from cdiff.models.unimodal import UnimodalModel
-from cdiff.rundir import read_manifest, require_stage
+from cdiff.rundir import output_sha, require_stage
 
 STAGES = {"vae": "train-vae", "diffuser": "train-diffuser", "evaluator": "train-evaluator"}
 
@@ -95,7 +95,7 @@ class Run:
         self.require("diffuser")
         diffusers, meta = store.load(self.root / "diffuser", "diffuser")
         for m in diffusers.modalities:
-            sha = read_manifest(self.root / m)["outputs"]["model.safetensors"]["sha256"]
+            sha = output_sha(self.root / m, "model.safetensors")
             if meta.get("experts", {}).get(m, sha) != sha:
                 raise InputError(
                     f"the dynamic diffusers in {self.root / 'diffuser'} were trained with another {m} model; "

@@ -30,7 +30,7 @@ from cdiff.modalities import Context
 from cdiff.models import store
 from cdiff.models.collab import DTYPES, Collaboration, DiffuserSet, diffuser_record
 from cdiff.models.unimodal import UnimodalModel
-from cdiff.rundir import read_manifest, require_stage
+from cdiff.rundir import output_sha, require_stage
 from cdiff.stages import latents as latent_cache
 from cdiff.stages import sampling_common as sc
 from cdiff.stages import training_common as tc
@@ -172,7 +172,7 @@ def run(
     resume: bool = False,
     log=print,
 ) -> DiffuserReport:
-    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
+    stage = tc.TrainingOutput(out, force, resume)  # before any set-up: finished work is refused at once
     # 1. inputs: data, VAE, experts, latent cache
     mods = check_modalities(cfg)
     data = PreparedDataset.open(data_dir)
@@ -232,7 +232,7 @@ def _export(
         "latent_channels": vae_meta["latent_channels"],
         "latent_size": vae_meta["latent_size"],
         "extra_in": extra,
-        "experts": {m: read_manifest(run_dir / m)["outputs"]["model.safetensors"]["sha256"] for m in mods},
+        "experts": {m: output_sha(run_dir / m, "model.safetensors") for m in mods},
     }
     store.save(partial, "diffuser", diffusers, diffuser_record(diffusers, meta))
 

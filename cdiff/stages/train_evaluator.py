@@ -214,7 +214,7 @@ def run(
     log=print,
     device: torch.device | str = "cpu",
 ) -> EvaluatorReport:
-    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
+    stage = tc.TrainingOutput(out, force, resume)  # before any set-up: finished work is refused at once
     # 1. data and models
     data = PreparedDataset.open(data_dir)
     spec = spec_of(cfg, data)

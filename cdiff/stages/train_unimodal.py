@@ -116,7 +116,7 @@ def run(
     resume: bool = False,
     log=print,
 ) -> UnimodalReport:
-    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
+    stage = tc.TrainingOutput(out, force, resume)  # before any set-up: finished work is refused at once
     # 1. inputs
     data = PreparedDataset.open(data_dir)
     vae_dir = tc.require_vae(run_dir)

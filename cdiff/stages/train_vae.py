@@ -93,7 +93,7 @@ def parameter_counts(cfg: Config) -> dict[str, int]:
 def run(
     cfg: Config, data_dir: Path, out: Path, *, force: bool = False, resume: bool = False, log=print
 ) -> VAEReport:
-    stage = tc.TrainingOutput(out, force)  # before any set-up: finished work is refused at once
+    stage = tc.TrainingOutput(out, force, resume)  # before any set-up: finished work is refused at once
     # 1. data and models
     data = PreparedDataset.open(data_dir)
     train = ImageDataset(data, "train")

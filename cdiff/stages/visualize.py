@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,10 @@ from cdiff.data.datasets import to_uint8
 from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.imageio import save_png
+from cdiff.locks import release
 from cdiff.modalities import Context
 from cdiff.models import store
-from cdiff.rundir import atomic_write_json, partial_dir
+from cdiff.rundir import atomic_write_json, check_output, fresh_output
 from cdiff.viz import colorbar, colormap, label, overlay, save_gif, tile_grid, titled, upscale
 
 INTERMEDIATES = "intermediates"
@@ -95,30 +95,27 @@ def run(
             f"the run {run_dir} (where the VAE is) does not exist; pass --run to say where it is now"
         )
     out = Path(out or gen_dir / "visualize")
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; pass --force to replace it, or choose another --out")
-    records = _chosen(manifest["outputs"]["images"], images, gen_dir)
-    vae, vae_meta = store.load(run_dir / "vae", "vae", device)
-    modalities = settings.get("modalities", [])
+    check_output(out, force, "--out")  # locked from here; finished work refused without --force
+    try:
+        records = _chosen(manifest["outputs"]["images"], images, gen_dir)
+        vae, vae_meta = store.load(run_dir / "vae", "vae", device)
+        modalities = settings.get("modalities", [])
 
-    # 2. each image's pictures in its own folder
-    partial = partial_dir(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    sections = []
-    for n, rec in enumerate(records):
-        sections.append(_visualize_one(partial, rec, gen_dir, run_dir, vae, vae_meta, modalities))
-        if progress is not None:
-            progress(n + 1, len(records))
+        # 2. each image's pictures in its own folder (in OUT.partial, moved into place at the end)
+        with fresh_output(out) as partial:
+            sections = []
+            for n, rec in enumerate(records):
+                sections.append(_visualize_one(partial, rec, gen_dir, run_dir, vae, vae_meta, modalities))
+                if progress is not None:
+                    progress(n + 1, len(records))
 
-    # 3. the page and the manifest, then move the folder into place
-    _write_html(partial / "index.html", gen_dir, settings, sections)
-    stems = [s["stem"] for s in sections]
-    record = {"stage": "visualize", "generation": str(gen_dir), "images": stems, "settings": settings}
-    atomic_write_json(partial / "manifest.json", record)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.replace(out)
+            # 3. the page and the manifest
+            _write_html(partial / "index.html", gen_dir, settings, sections)
+            stems = [s["stem"] for s in sections]
+            record = {"stage": "visualize", "generation": str(gen_dir), "images": stems, "settings": settings}
+            atomic_write_json(partial / "manifest.json", record)
+    finally:
+        release(out)
     return VisualizeReport(out, stems, time.perf_counter() - t0)
 
 

@@ -128,3 +128,11 @@ def _feed(h, obj: Any) -> None:
             _feed(h, v)
     else:
         h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def check_space(out: Path, task: torch.nn.Module) -> None:
+    """Room for the checkpoints: the trainable weights, Adam's two moments and the EMA (4× the weights)."""
+    from cdiff.outputs import check_free_space
+
+    weights = sum(p.numel() * p.element_size() for p in task.parameters() if p.requires_grad)
+    check_free_space(out, 4 * weights, "the training checkpoints")

@@ -114,6 +114,7 @@ def fit(
     (``cpu``: on the CPU even where accelerate would pick a GPU)."""
     acc = _accelerator(cfg, cpu)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoints.check_space(out, task)
     opt = _optimisation(task, cfg)
     start, elapsed_before = _starting_point(out, resume, task, opt)
     if acc.is_main_process:
