@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 import torch
+from test_training_loop import Points, cfg, weights  # the same tiny regression data
 from torch import nn
 from typer.testing import CliRunner
 
 from cdiff import rundir
 from cdiff.cli import app
-from cdiff.config import TrainConfig
 from cdiff.errors import InputError
 from cdiff.models import store
 from cdiff.stages import demo_weights
@@ -38,28 +38,6 @@ class Regression(Task):
         x, y = batch
         noise = torch.randn(x.shape, generator=generator, device=x.device) * 0.01
         return ((self.net(x + noise) - y) ** 2).mean(), {}
-
-
-class Points(torch.utils.data.Dataset):
-    def __init__(self, n=60):
-        g = torch.Generator().manual_seed(1)
-        self.x = torch.randn(n, 4, generator=g)
-        self.y = self.x.sum(1, keepdim=True)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
-def cfg(**kw):
-    base = dict(steps=40, batch_size=8, lr=1e-2, checkpoint_every=10, log_every=10, grad_clip=1.0)
-    return TrainConfig(**{**base, **kw})
-
-
-def weights(task):
-    return torch.cat([p.detach().flatten() for p in task.parameters()])
 
 
 @pytest.fixture(autouse=True)
