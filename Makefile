@@ -6,18 +6,23 @@ STAMP := $(VENV)/.cdiff-installed
 CDIFF := $(VENV)/bin/cdiff
 DEMO_RUN ?= runs/demo
 
-.PHONY: install test test-all lint demo demo-train clean-demo
+.PHONY: install test test-all lint demo demo-train clean-demo app
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,app]'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# cdiff studio on the shipped demo models (offline): http://127.0.0.1:7860 (APP_ARGS="--run runs/demo --port 8000").
+APP_ARGS ?=
+app: $(STAMP)
+	$(CDIFF) app $(APP_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''

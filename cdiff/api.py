@@ -27,6 +27,7 @@ from PIL import Image
 from cdiff import config as cfg_mod
 from cdiff.config import Config, SampleConfig
 from cdiff.devices import resolve_device, resolve_dtype
+from cdiff.diffusion.sampling import StepInfo
 from cdiff.errors import InputError
 from cdiff.stages import edit as edit_stage
 from cdiff.stages import generate as gen
@@ -146,7 +147,7 @@ class EditSession:
         import time
 
         out = Path(out)
-        if out.exists() and not force:
+        if out.exists() and (out.is_file() or any(out.iterdir())) and not force:  # an empty one is fine
             raise InputError(f"{out} already exists; choose another folder or pass force=True")
         photo = self.request.photo
         record = {
@@ -221,12 +222,17 @@ class Pipeline:
         pairs: list[dict[str, Any]] | None = None,
         intermediates: bool = False,
         progress: bool | None = None,
+        on_step: Callable[[StepInfo], None] | None = None,
         **sample: Any,
     ) -> GenerationResult:
         """Images for the conditions (``mask``: a path, PIL image or HxW int array; ``text``: a caption;
         several of either as lists; other modalities in ``conditions``), seeds ``seed … seed+num-1``.
 
         ``method``: collaborative, composable, a modality name (that model alone) or ``all``.
+        ``on_step(info)``: called at every sampler step with a :class:`~cdiff.diffusion.sampling.StepInfo`
+        (``x_t``, the predicted clean latent ``pred_x0``, the applied ``extras["weights"]``) of the
+        batch being sampled, e.g. to show a live preview; it does not change the images. With ``all``,
+        generate once per method instead (``cdiff.stages.generate.methods()``).
         """
         given = dict(conditions or {})
         for name, value in (("mask", mask), ("text", text)):
@@ -235,12 +241,14 @@ class Pipeline:
         given = {m: v if isinstance(v, list) else [v] for m, v in given.items()}
         req = gen.GenerateRequest(method, given, list(pairs or []), num, seed, intermediates)
         cfg = self._with(sample)
+        if method == gen.ALL and on_step is not None:
+            raise InputError("on_step follows one method: with method 'all', call generate once per method")
         with _progress_bar(progress)(f"generating ({method})") as update:
             if method == gen.ALL:
                 from cdiff.stages import compare
 
                 return GenerationResult(compare.sample_all(cfg, req, self.run, update))
-            return GenerationResult(gen.sample(cfg, req, self.run, update))
+            return GenerationResult(gen.sample(cfg, req, self.run, update, on_step))
 
     def edit(
         self,

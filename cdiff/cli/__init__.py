@@ -13,7 +13,7 @@ from cdiff.cli.common import app, main
 
 # Importing a module registers its commands on ``app``; this order is the order of ``cdiff --help``.
 # isort: off
-from cdiff.cli import prepare, train, evaluate, generate, edit, importing, visualize  # noqa: F401
+from cdiff.cli import prepare, train, evaluate, generate, edit, importing, visualize, studio  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]
