@@ -12,13 +12,15 @@ import re
 import torch
 
 from cdiff.errors import InputError
+from cdiff.processes import local_index, world_size
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else Apple's MPS when available, else the CPU.
+    """``auto`` → CUDA when available (in a job of several processes, GPU ``LOCAL_RANK``), else Apple's
+    MPS when available, else the CPU.
 
     A device that is not there is an :class:`InputError` naming the ones that are.
     """
@@ -27,6 +29,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
+            if world_size() > 1:  # one GPU per process of an accelerate/torchrun job (LOCAL_RANK)
+                return torch.device("cuda", local_index() % torch.cuda.device_count())
             return torch.device("cuda")
         if _mps_available():
             return torch.device("mps")

@@ -112,3 +112,85 @@ def test_min_snr_weight():
     assert torch.allclose(w[snr > 5], 5.0 / snr[snr > 5])  # low noise: down-weighted
     assert torch.all(w[snr <= 5] == 1.0)  # high noise: plain MSE
     assert w[0] < 0.01 and w[999] == 1.0
+
+
+def test_attention_goes_through_pytorchs_fused_kernels():
+    """Every UNet attention of the shipped experts and diffusers uses diffusers' SDPA processor, and the
+    text encoder's self-attention calls ``scaled_dot_product_attention`` (checked by patching it)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from cdiff.stages.demo_weights import shipped_run
+    from cdiff.stages.run import Run
+
+    run = Run(shipped_run())
+    unets = [run.expert(m)[0].unet for m in ("text", "mask")]
+    unets += [net.unet for net in run.diffusers()[0].nets.values()]
+    for unet in unets:
+        assert {type(p) for p in unet.attn_processors.values()} == {AttnProcessor2_0}
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    text, _ = run.expert("text")
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+        text.encode(run.read("text", ["He has a beard."], []))
+    assert calls
+
+
+def test_compile_wraps_the_unets_in_place_once(monkeypatch):
+    from cdiff.errors import InputError
+    from cdiff.stages.demo_weights import shipped_run
+    from cdiff.stages.run import Run
+
+    run = Run(shipped_run())
+    before = {k: v.clone() for k, v in run.expert("mask")[0].state_dict().items()}
+    run.compile(["mask", "text"], diffusers=True)
+    run.compile(["mask", "text"], diffusers=True)  # again: nothing more
+    unets = [run.expert(m)[0].unet for m in ("mask", "text")] + [
+        n.unet for n in run.diffusers()[0].nets.values()
+    ]
+    assert all(u._compiled_call_impl is not None for u in unets)  # compiled on their first call
+    after = run.expert("mask")[0].state_dict()
+    assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(InputError, match="C\\+\\+ compiler"):
+        Run(shipped_run()).compile(["mask"], diffusers=False)
+
+
+def test_imagic_optimisations_in_mixed_precision():
+    """``edit --dtype bfloat16``: the forward and backward under autocast, the embedding and weights float32."""
+    from cdiff.stages import imagic
+    from cdiff.stages.demo_weights import shipped_run
+    from cdiff.stages.run import Run
+
+    run = Run(shipped_run())
+    expert = run.fresh_expert("text")
+    target = {k: v.detach() for k, v in expert.encode(run.read("text", ["He has a beard."], [])).items()}
+    ab = alphas_cumprod(DiffusionConfig()).float()
+    z0 = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        got[dtype] = imagic.optimise_embedding(expert, z0, target, 3, 1e-3, 2, ab, 0, None, dtype)
+        assert got[dtype]["tokens"].dtype == torch.float32 and torch.isfinite(got[dtype]["tokens"]).all()
+    assert not torch.equal(got[torch.float32]["tokens"], target["tokens"])
+    assert torch.allclose(got[torch.float32]["tokens"], got[torch.bfloat16]["tokens"], atol=0.05)
+    imagic.finetune_unet(expert, z0, got[torch.bfloat16], 2, 1e-5, 2, ab, 0, None, torch.bfloat16)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in expert.unet.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_sampling_matches_eager():
+    """``--compile``: the same images to float rounding (minutes: the compiler runs)."""
+    from cdiff import Pipeline
+
+    images = {}
+    for compiled in (False, True):
+        pipe = Pipeline.from_run(None, device="cpu", solver="dpm", steps=4, compile=compiled)
+        ex = pipe.examples()[0]
+        images[compiled] = pipe.generate(mask=ex["mask"], text=ex["text"], num=2, progress=False).images
+    for a, b in zip(images[False], images[True], strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2

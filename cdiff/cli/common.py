@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    console = err_console
+    if console.quiet:  # a process of a job other than the main one: its errors still show, named
+        console = Console(stderr=True)
+        message = f"(process {os.environ.get('RANK', '?')}) {message}"
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2) from None
 
 
@@ -306,4 +311,6 @@ def log(message: str) -> None:
 
 
 def main() -> None:
+    if os.environ.get("RANK", "0") != "0":  # the other processes of an accelerate launch job: errors only
+        out_console.quiet = err_console.quiet = True
     app()

@@ -55,7 +55,7 @@ EvaluationOutOpt = out_option("RUN/evaluation")
 
 @app.command()
 @handle_errors
-@sampling_options("steps", "eta", "solver", "guidance", "batch_size", "weights")
+@sampling_options("steps", "eta", "solver", "guidance", "batch_size", "weights", "compile")
 @stage_options()
 def evaluate(
     method: MethodsOpt = None,
@@ -105,7 +105,8 @@ def evaluate(
         log=log,
         progress=lambda m: _progress(f"generating: {m}"),
     )
-    _print_report(report)
+    if report.metrics:  # the main process's (the others of an accelerate launch job only sample)
+        _print_report(report)
 
 
 def _print_report(report: Any) -> None:

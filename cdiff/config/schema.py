@@ -226,6 +226,7 @@ class SampleConfig:
     reweight: Literal["none", "released"] = "none"  # the release's inference-only mask/text schedule
     influence_every: int = 1  # run the dynamic diffusers every k steps, reusing their maps between
     weights: tuple[float, ...] | None = None  # composable: fixed weights per modality (None: equal)
+    compile: bool = False  # torch.compile the experts and diffusers (pays off over many images)
 
 
 def check_sample(s: SampleConfig, timesteps: int) -> list[str]:

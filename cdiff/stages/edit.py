@@ -30,7 +30,6 @@ import torch
 from cdiff import config as cfg_mod
 from cdiff import modalities
 from cdiff.config import Config
-from cdiff.data.datasets import to_tensor
 from cdiff.data.photos import load_photo
 from cdiff.diffusion.sampling import check_seed, seeded_noise
 from cdiff.diffusion.schedule import alphas_cumprod
@@ -80,12 +79,6 @@ class EditResult:
 
 
 @torch.no_grad()
-def photo_latent(vae, image: np.ndarray, scale: float) -> torch.Tensor:
-    """z_0 = the posterior mean of the photo, times the scale factor: ``(1, C, h, w)``."""
-    x = to_tensor(image)[None].to(next(vae.parameters()).device)
-    return vae.encode(x).latent_dist.mean * scale
-
-
 # ---- the stage ------------------------------------------------------------------------------
 
 
@@ -145,6 +138,8 @@ def optimise(cfg: Config, req: EditRequest, run: Run, progress=None) -> tuple[Ed
         raise InputError("give a photo to edit (or --from EDIT_DIR to render more alphas of an earlier edit)")
     mods = _targets_in_order(req, run)
     settings = _settings(cfg, req, mods)
+    if run.dtype != torch.float32:  # the optimisations in mixed precision (--dtype)
+        settings["precision"] = str(run.dtype).removeprefix("torch.")
     vae, vae_meta = run.vae()
     diffusers = run.diffusers()[0] if len(mods) > 1 else None
     experts = {m: run.fresh_expert(m) for m in mods}
@@ -154,7 +149,7 @@ def optimise(cfg: Config, req: EditRequest, run: Run, progress=None) -> tuple[Ed
     notes: list[str] = []
     image = load_photo(req.photo, vae_meta["resolution"], notes)
     raw = {m: run.read(m, [req.targets[m]], notes).to(run.device) for m in mods}
-    z0 = photo_latent(vae, image, vae_meta["scale_factor"])
+    z0 = imagic.photo_latent(vae, image, vae_meta["scale_factor"])
     with torch.no_grad():
         targets = {m: {k: v.detach() for k, v in experts[m].encode(raw[m]).items()} for m in mods}
     noise = seeded_noise(z0.shape[1:], [torch.Generator().manual_seed(req.seed)], torch.device("cpu"))
@@ -171,19 +166,29 @@ def optimise(cfg: Config, req: EditRequest, run: Run, progress=None) -> tuple[Ed
 def _optimise_one(cfg: Config, state: EditState, m: str, z0, alpha_bar, progress) -> dict[str, float]:
     """The embedding, then the UNet, of modality ``m``, with the reconstruction measures on the way."""
     s, e, image = state.settings, state.experts[m], state.image
+    dtype = getattr(torch, s.get("precision", "float32"))
     bar = (lambda label: progress(label)) if progress else (lambda label: nullcontext())
     out = {
         f"{m}: reconstruction loss with e_tgt": imagic.reconstruction_loss(e, z0, state.targets[m], alpha_bar)
     }
     with bar(f"{m}: optimising the embedding") as update:
         state.optimised[m] = imagic.optimise_embedding(
-            e, z0, state.targets[m], s["embed_steps"], s["embed_lr"], s["batch"], alpha_bar, s["seed"], update
+            e,
+            z0,
+            state.targets[m],
+            s["embed_steps"],
+            s["embed_lr"],
+            s["batch"],
+            alpha_bar,
+            s["seed"],
+            update,
+            dtype,
         )
     out[f"{m}: reconstruction loss with e_opt"] = imagic.reconstruction_loss(
         e, z0, state.optimised[m], alpha_bar
     )
     before = imagic.render(cfg, state.only(m), [0.0])[0]
-    out[f"{m}: alpha=0 PSNR to the photo, before fine-tuning"] = _psnr(before, image)
+    out[f"{m}: alpha=0 PSNR to the photo, before fine-tuning"] = imagic.image_psnr(before, image)
     with bar(f"{m}: fine-tuning the UNet") as update:
         imagic.finetune_unet(
             e,
@@ -195,12 +200,13 @@ def _optimise_one(cfg: Config, state: EditState, m: str, z0, alpha_bar, progress
             alpha_bar,
             s["seed"],
             update,
+            dtype,
         )
     out[f"{m}: reconstruction loss with e_opt, fine-tuned"] = imagic.reconstruction_loss(
         e, z0, state.optimised[m], alpha_bar
     )
     after = imagic.render(cfg, state.only(m), [0.0])[0]
-    out[f"{m}: alpha=0 PSNR to the photo, after fine-tuning"] = _psnr(after, image)
+    out[f"{m}: alpha=0 PSNR to the photo, after fine-tuning"] = imagic.image_psnr(after, image)
     return out
 
 
@@ -387,11 +393,6 @@ def _rerender(
         out, src / "renders", lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
     )
     return EditResult(out, alphas, images, {}, [], time.perf_counter() - t0)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 __all__ = ["EditRequest", "load_photo", "optimise", "run", "write"]

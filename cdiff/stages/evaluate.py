@@ -36,16 +36,17 @@ import torch
 
 from cdiff import config as cfg_mod
 from cdiff import metrics as M
-from cdiff import modalities
+from cdiff import modalities, processes
 from cdiff.config import Config
-from cdiff.data.datasets import to_tensor, to_uint8
+from cdiff.data.datasets import to_uint8
 from cdiff.data.prepared import PreparedDataset
 from cdiff.diffusion.sampling import check_seed
 from cdiff.errors import InputError
-from cdiff.models import evaluator as ev
 from cdiff.models.vae import reconstruct
 from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest
 from cdiff.stages import generate as gen
+from cdiff.stages.evaluate_cache import Pending
+from cdiff.stages.evaluate_judges import Judges, _tensors
 from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the report stage reads these)
     REAL,
     RECONSTRUCTED,
@@ -92,53 +93,6 @@ def choose_pairs(data: PreparedDataset, n: int, seed: int, mods: list[str]) -> l
     return [{m: ids[(k + i) % n] for i, m in enumerate(mods)} for k in range(n)]
 
 
-class Judges:
-    """The evaluator models, scoring uint8 images against what each modality's conditions ask for."""
-
-    def __init__(self, run: Run, source: str, mods: list[str]):
-        self.models, self.meta = run.evaluator()
-        spec, folder = self.models.spec, run.path("evaluator")
-        if spec.source != source and {spec.source, source} != {"celeba", "codiff"}:
-            raise InputError(
-                f"the evaluator in {folder} was trained on {spec.source} data, the run's data is {source}; "
-                f"retrain it: cdiff train-evaluator --run {run.root} --force"
-            )
-        self.mods = mods
-        self.truths: dict[str, Any] = {}
-
-    def set_pairs(self, data: PreparedDataset, pairs: list[dict[str, str]]) -> None:
-        """What the images of ``pairs`` are judged against, per modality."""
-        self.truths = {
-            m: modalities.get(m).truth(data, [p[m] for p in pairs], self.models) for m in self.mods
-        }
-
-    def __call__(self, images: list[np.ndarray], only: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Per image, every modality's scores (``only``: those modalities), and their readings (on the CPU)."""
-        x, out = _tensors(images).to(self.device), {}
-        for m in only or self.mods:
-            truth = self.truths[m]
-            truth = truth.to(self.device) if isinstance(truth, torch.Tensor) else truth
-            out.update({k: v.cpu() for k, v in modalities.get(m).judge(self.models, x, truth).items()})
-        return out
-
-    def features(self, images: list[np.ndarray], batch: int = 64) -> torch.Tensor:
-        """The classifier's pooled features (the Fréchet distance's space)."""
-        return torch.cat(
-            [
-                ev.features(self.models.classifier, _tensors(images[i : i + batch]).to(self.device)).cpu()
-                for i in range(0, len(images), batch)
-            ]
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.models.parameters()).device
-
-
-def _tensors(images: list[np.ndarray]) -> torch.Tensor:
-    return torch.stack([to_tensor(im) for im in images])
-
-
 def _per_image(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in scores.items() if v.dim() == 1}
 
@@ -175,6 +129,7 @@ class Setup:
     ref_feats: torch.Tensor
     ref_incep: torch.Tensor | None
     notes: list[str]
+    pending: Pending = field(default_factory=lambda: Pending(None))
 
     def quality(self, images: list[np.ndarray], feats: torch.Tensor) -> dict[str, float]:
         q = {"fd_evaluator": M.frechet_between(feats, self.ref_feats)}
@@ -196,18 +151,24 @@ def run(
     log: Callable[[str], None] = print,
     progress: Callable[[str], Any] | None = None,
 ) -> EvaluateReport:
-    check_output(out, force)  # before any set-up: finished work is refused at once
+    procs = processes.current()  # accelerate launch: each process samples its share, the main one the rest
+    if procs.main:
+        check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. inputs, judges, pairs and the reference features
-    setup = _setup(cfg, req, run_dir, data_dir)
-    partial, _ = begin_stage(out, cfg_mod.to_yaml(cfg), force)
-    # 2-3. generate with each method and score
+    setup = _setup(cfg, req, run_dir, data_dir, judged=procs.main)
+    partial, resumed = begin_stage(out, cfg_mod.to_yaml(cfg), force) if procs.main else (None, False)
+    setup.pending = Pending(partial)
+    # 2-3. generate with each method (the pairs kept by an interrupted run are not made again) and score
     per_image: dict[str, dict[str, torch.Tensor]] = {}
     images_of: dict[str, list[np.ndarray]] = {}
     results = {
-        method: _method(cfg, setup, method, partial / method, per_image, images_of, log, progress)
+        method: _method(cfg, setup, method, partial, per_image, images_of, log, progress)
         for method in req.methods
     }
+    if partial is None:  # not the main process: its share is done
+        return EvaluateReport(out, {}, time.perf_counter() - t0, setup.notes)
+    setup.pending.clear()
     references = _references(setup)
     # 4. paired comparisons and outputs
     metrics = _metrics(cfg, setup, results, references, per_image)
@@ -228,7 +189,11 @@ def run(
     return EvaluateReport(out, metrics, time.perf_counter() - t0, setup.notes)
 
 
-def _setup(cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Path) -> Setup:
+def _setup(
+    cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Path, judged: bool = True
+) -> Setup:
+    """What the methods are judged with (``judged=False``: only what sampling needs, for the other
+    processes of a job)."""
     unknown = [m for m in req.methods if m not in methods()]
     if unknown or not req.methods:
         raise InputError(
@@ -240,9 +205,11 @@ def _setup(cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Pat
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
     run.require("evaluator")
     mods = run.diffuser_modalities([m for m in modalities.names() if run.has(m)])
-    judges = Judges(run, data.manifest["config"]["data"]["source"], mods)
     seed = cfg.evaluate.seed if req.seed is None else req.seed
     pairs = choose_pairs(data, req.pairs or cfg.evaluate.pairs, seed, mods)
+    if not judged:
+        return Setup(data, run, Judges.none(mods), pairs, seed, 0, None, None, torch.empty(0), None, [])
+    judges = Judges(run, data.manifest["config"]["data"]["source"], mods)
     judges.set_pairs(data, pairs)
     inception = M.load_fid_inception(inception_path) if inception_path is not None else None
     notes: list[str] = []
@@ -271,13 +238,14 @@ def _method(
     cfg: Config,
     setup: Setup,
     method: str,
-    out: Path,
+    partial: Path | None,
     per_image: dict[str, dict[str, torch.Tensor]],
     images_of: dict[str, list[np.ndarray]],
     log: Callable[[str], None],
     progress: Callable[[str], Any] | None,
 ) -> dict[str, float]:
-    """One method's images for every pair (pair k: seed + k), written to ``out`` and scored."""
+    """One method's images for every pair (pair k: seed + k), written to ``partial/<method>`` and scored
+    (by the main process; the others only sample their share: ``partial`` None)."""
     base = "collaborative" if method == RELEASED else method
     mods = setup.judges.mods if base in gen.MULTI else [base]
     rows = [{m: modalities.get(m).dataset_value(setup.data, p[m]) for m in mods} for p in setup.pairs]
@@ -287,9 +255,15 @@ def _method(
         reweight="released" if method == RELEASED else cfg.sample.reweight,
         weights=cfg.sample.weights if method == "composable" else None,
     )
+    done = setup.pending.done(method, setup.pairs, setup.seed)
+    keep = setup.pending.saver(method, setup.pairs, setup.seed)
     with progress(method) if progress is not None else nullcontext() as update:
-        generation = gen.sample(dataclasses.replace(cfg, sample=sample), greq, setup.run, update)
-    result = gen.write(generation, out)
+        generation = gen.sample(
+            dataclasses.replace(cfg, sample=sample), greq, setup.run, update, None, done, keep
+        )
+    if partial is None:
+        return {}
+    result = gen.write(generation, partial / method)
     setup.notes += [x for x in result.notes if x not in setup.notes]
     scores = setup.judges(result.images)
     per_image[method], images_of[method] = scores, result.images

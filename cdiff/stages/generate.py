@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from cdiff import config as cfg_mod
-from cdiff import locks, modalities
+from cdiff import locks, modalities, processes
 from cdiff.config import Config
 from cdiff.diffusion.predictors import CollabPredictor
 from cdiff.diffusion.sampling import StepInfo, check_seed
@@ -231,6 +231,8 @@ def predictor_for(method: str, cfg: Config, run: Run) -> tuple[CollabPredictor, 
         raise InputError(f"--reweight and --influence-every apply to {what} only")
     elif method not in MULTI and s.weights is not None:
         raise InputError("--weights, --reweight and --influence-every apply to the multi-modal methods only")
+    if s.compile:
+        run.compile(mods, method == "collaborative")
     experts = {m: run.expert(m)[0] for m in mods}
     diffusers = run.diffusers()[0] if method == "collaborative" else None
     weights = [1.0] if method not in MULTI else s.weights
@@ -253,11 +255,17 @@ def sample(
     run: Run,
     progress: Callable[[int, int], None] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    done: dict[int, np.ndarray] | None = None,
+    on_batch: Callable[[int, list[np.ndarray]], None] | None = None,
 ) -> Generation:
     """Generate in memory: one image per (condition set, seed).
 
     ``on_step(info)`` sees every sampler step of every batch as it happens (a live preview decodes
-    ``info.pred_x0``); it only watches, so the images are the same with or without it.
+    ``info.pred_x0``); it only watches, so the images are the same with or without it. ``done`` and
+    ``on_batch``: images already made, and each batch as it is made (see
+    :func:`~cdiff.stages.sampling_common.generate_images`). In a job of several processes
+    (``accelerate launch``) every process calls this alike; each samples its share of the batches
+    and all end with every image (and every intermediate).
     """
     t0 = time.perf_counter()
     if req.num < 1:
@@ -272,19 +280,13 @@ def sample(
     rows = condition_rows(req, mods, run)
     raw = {m: run.read(m, [r[m] for r in rows], notes) for m in mods}
     predictor.nulls = {m: run.null(m, raw[m]) for m in mods}
-    seeds = [req.seed + k for k in range(req.num)] * len(rows)
-    if req.seed_per_row:
-        seeds = [req.seed + j * req.num + k for j in range(len(rows)) for k in range(req.num)]
+    seeds = seeds_of(req, len(rows))
     raw_all = {m: v.repeat_interleave(req.num, dim=0) for m, v in raw.items()}
-    # 3. sample (with the intermediates when asked)
+    # 3. sample (with the intermediates when asked), this process's share of the batches
+    procs = processes.current()
+    if on_step is not None and procs.count > 1:
+        raise InputError("on_step watches one process's sampling; call it without accelerate launch")
     recorder = sc.StepRecorder()
-
-    def watch(first: int, info: StepInfo) -> None:
-        if req.save_intermediates:
-            recorder(first, info)
-        if on_step is not None:
-            on_step(info)
-
     images = sc.generate_images(
         predictor,
         vae,
@@ -292,14 +294,40 @@ def sample(
         cfg,
         raw_all,
         seeds,
-        callback=watch if req.save_intermediates or on_step is not None else None,
+        callback=_watcher(recorder if req.save_intermediates else None, on_step),
         progress=progress,
+        done=done,
+        on_batch=on_batch,
+        procs=procs,
     )
-    steps = recorder.steps if req.save_intermediates else None
+    steps = None
+    if req.save_intermediates:  # each process kept its own batches' steps
+        steps = {k: v for part in procs.gather(recorder.steps) for k, v in part.items()}
     wall = time.perf_counter() - t0
     return Generation(
         req.method, mods, images, rows, raw, seeds, req.num, settings, notes, cfg, run.root, steps, wall
     )
+
+
+def seeds_of(req: GenerateRequest, rows: int) -> list[int]:
+    """Each image's seed: ``seed … seed+num-1`` for every condition set (``seed_per_row``: a set's own)."""
+    if req.seed_per_row:
+        return [req.seed + j * req.num + k for j in range(rows) for k in range(req.num)]
+    return [req.seed + k for k in range(req.num)] * rows
+
+
+def _watcher(recorder: sc.StepRecorder | None, on_step: Callable[[StepInfo], None] | None):
+    """The sampler's callback: keep the steps (``recorder``) and/or show them (``on_step``); None: neither."""
+    if recorder is None and on_step is None:
+        return None
+
+    def watch(first: int, info: StepInfo) -> None:
+        if recorder is not None:
+            recorder(first, info)
+        if on_step is not None:
+            on_step(info)
+
+    return watch
 
 
 def run(
@@ -318,10 +346,17 @@ def run(
     check_out(out, force)
     try:
         gen = sample(cfg, req, run, progress)
+        if not processes.current().main:  # the main process writes (every process has every image)
+            return unwritten(gen)
         return write_to(out, outputs_root or run.root / "samples", lambda folder: write(gen, folder))
     finally:
         if out is not None:
             locks.release(out)
+
+
+def unwritten(gen: Generation) -> GenerateResult:
+    """What a process other than the main one returns: the images, no folder (it writes nothing)."""
+    return GenerateResult(Path(), gen.images, gen.rows, gen.seeds, gen.wall_time, gen.notes)
 
 
 def run_all(
@@ -339,6 +374,8 @@ def run_all(
     check_out(out, force)
     try:
         gens = compare.sample_all(cfg, req, run, progress)
+        if not processes.current().main:
+            return unwritten(next(iter(gens.values())))
         root = outputs_root or run.root / "samples"
         return write_to(out, root, lambda folder: compare.write_all(gens, folder))
     finally:

@@ -12,6 +12,7 @@ For each target modality m:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from cdiff import modalities
 from cdiff.config import Config
+from cdiff.data.datasets import to_tensor
 from cdiff.diffusion.predictors import CollabPredictor
 from cdiff.diffusion.schedule import q_sample
 from cdiff.models.collab import Collaboration
@@ -30,6 +32,18 @@ from cdiff.models.unimodal import UnimodalModel
 from cdiff.stages import sampling_common as sc
 
 EVAL_DRAWS = 16  # fixed (t, eps) draws on which the reconstruction loss is reported
+
+
+def photo_latent(vae, image: np.ndarray, scale: float) -> torch.Tensor:
+    """z_0 = the posterior mean of the photo, times the scale factor: ``(1, C, h, w)``."""
+    x = to_tensor(image)[None].to(next(vae.parameters()).device)
+    return vae.encode(x).latent_dist.mean * scale
+
+
+def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) between two uint8 images."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def _float_keys(cond: dict[str, torch.Tensor]) -> list[str]:
@@ -66,6 +80,7 @@ def optimise_embedding(
     alpha_bar: torch.Tensor,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
     """Step 2: e_opt, starting from e_tgt, with the model frozen (every float condition tensor is optimised)."""
     expert.eval().requires_grad_(False)
@@ -74,7 +89,7 @@ def optimise_embedding(
         for k, v in target.items()
     }
     trainable = [params[k] for k in _float_keys(target)]
-    _adam(trainable, expert, z0, params, steps, lr, batch, alpha_bar, seed, progress)
+    _adam(trainable, expert, z0, params, steps, lr, batch, alpha_bar, seed, progress, dtype)
     return {k: v.detach() for k, v in params.items()}
 
 
@@ -88,21 +103,29 @@ def finetune_unet(
     alpha_bar: torch.Tensor,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Step 3: fine-tune ``expert.unet`` in place with the optimised embedding fixed."""
     expert.requires_grad_(False)
     expert.unet.train().requires_grad_(True)
-    _adam(list(expert.unet.parameters()), expert, z0, cond, steps, lr, batch, alpha_bar, seed + 1, progress)
+    params = list(expert.unet.parameters())
+    _adam(params, expert, z0, cond, steps, lr, batch, alpha_bar, seed + 1, progress, dtype)
     expert.eval().requires_grad_(False)
 
 
-def _adam(trainable, expert, z0, cond, steps, lr, batch, alpha_bar, seed, progress) -> None:
-    """Adam on ``trainable`` for the reconstruction loss, fresh (t, eps) draws each step."""
+def _adam(
+    trainable, expert, z0, cond, steps, lr, batch, alpha_bar, seed, progress, dtype=torch.float32
+) -> None:
+    """Adam on ``trainable`` for the reconstruction loss, fresh (t, eps) draws each step (``batch``
+    draws per step); ``dtype`` bfloat16/float16: the forward and backward under autocast (mixed
+    precision: the weights, the embedding and Adam's state stay float32)."""
     opt = torch.optim.Adam(trainable, lr=lr)
     g = torch.Generator().manual_seed(seed)
+    mixed = torch.autocast(z0.device.type, dtype=dtype, enabled=dtype != torch.float32)
     for step in range(steps):
         t, eps = _draws(batch, z0, len(alpha_bar), g)
-        loss = _loss(expert, z0, cond, t, eps, alpha_bar)
+        with mixed:
+            loss = _loss(expert, z0, cond, t, eps, alpha_bar).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -107,6 +107,18 @@ class Run:
         """The dynamic diffusers (checked against the experts they were trained with) and their record."""
         return self._diffusers
 
+    def compile(self, mods: list[str], diffusers: bool) -> None:
+        """``torch.compile`` the UNets of the experts of ``mods`` (and of the diffusers) in place, once:
+        the same weights and results (to float rounding), compiled on their first call."""
+        check_compiler(self.device)
+        nets = [self.expert(m)[0].unet for m in mods]
+        if diffusers:
+            nets += [net.unet for net in self.diffusers()[0].nets.values()]
+        for net in nets:
+            if not getattr(net, "_cdiff_compiled", False):
+                net.compile()
+                net._cdiff_compiled = True
+
     @cached_property
     def _evaluator(self) -> tuple[Any, dict]:
         self.require("evaluator")
@@ -155,3 +167,16 @@ class Run:
 
 
 __all__ = ["Run", "command_of", "stage_of"]
+
+
+def check_compiler(device: torch.device) -> None:
+    """``--compile`` needs a C++ compiler for CPU kernels (and Triton for GPU ones): one line when absent."""
+    import shutil
+
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise InputError("--compile needs a C++ compiler on the CPU (apt-get install g++); drop --compile")
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            raise InputError("--compile needs Triton on GPUs (pip install triton); drop --compile") from None

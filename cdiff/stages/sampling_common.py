@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdiff import modalities
+from cdiff import modalities, processes
 from cdiff.config import Config
 from cdiff.data.datasets import to_uint8
 from cdiff.data.prepared import PreparedDataset
@@ -53,40 +53,76 @@ def generate_images(
     progress: Callable[[int, int], None] | None = None,
     x_start: torch.Tensor | None = None,
     steps: int | None = None,
+    done: dict[int, np.ndarray] | None = None,
+    on_batch: Callable[[int, list[np.ndarray]], None] | None = None,
+    procs: processes.Processes | None = None,
 ) -> list[np.ndarray]:
     """One image per (condition, seed) pair with the settings of ``cfg.sample``; image k depends
-    only on its condition and seed, whatever the batch size.
+    only on its condition and seed, whatever the batch size or the number of processes.
 
     ``raw_cond`` holds one row per image (a dict of rows per modality); ``callback(first, info)``
-    sees every step of the batch whose first image is ``first``; ``progress(done, total)`` counts
-    steps over all batches; ``x_start`` (one row per image) replaces the seeded start noise;
-    ``steps`` overrides ``cfg.sample.steps`` (training previews).
+    sees every step of the batch whose first image is ``first`` (in the process sampling it);
+    ``progress(done, total)`` counts this process's steps; ``x_start`` (one row per image) replaces
+    the seeded start noise; ``steps`` overrides ``cfg.sample.steps`` (training previews).
+
+    ``done``: images already made (by index; the main process's are used): batches holding only
+    those are skipped. ``on_batch(first, images)``: on the main process, each batch as it is made.
+    ``procs`` (default: this process alone): the processes of a job (:mod:`cdiff.processes`) that
+    all call this with the same arguments; the batches are dealt out in rounds between them, and
+    every process returns every image.
     """
-    s = cfg.sample
-    steps = s.steps if steps is None else steps
-    device = predictor.device
-    shape = (vae_meta["latent_channels"], vae_meta["latent_size"], vae_meta["latent_size"])
-    batches = range(0, len(seeds), s.batch_size)
-    total, out = len(batches) * steps, []
-    for n, i in enumerate(batches):
-        j = min(i + s.batch_size, len(seeds))
-        enc = predictor.encode(_rows(raw_cond, i, j, device))
+    procs = procs or processes.Processes()
+    images = dict(done or {})
+    mine = list(procs.rounds(_todo(procs, images, len(seeds), cfg.sample.batch_size)))
+    steps = cfg.sample.steps if steps is None else steps
+    total = sum(b is not None for b in mine) * steps
+    for n, batch in enumerate(mine):
         tick = None if progress is None else (lambda info, n=n: progress(n * steps + info.index + 1, total))
-        z = sample(
-            lambda x, t, enc=enc: predictor(x, t, enc),
-            SOLVERS[s.solver](cfg.diffusion),
-            shape,
-            seeds[i:j],
-            steps,
-            s.eta,
-            device,
-            _both(None if callback is None else (lambda info, i=i: callback(i, info)), tick),
-            x_start=None if x_start is None else x_start[i:j],
-        )
-        x = vae.decode(z.float() / vae_meta["scale_factor"]).sample
-        check_finite(x, seeds[i:j])
-        out += [to_uint8(im) for im in x.cpu()]
-    return out
+        made = None
+        if batch is not None:
+            i, j = batch
+            watch = None if callback is None else (lambda info, i=i: callback(i, info))
+            rows = _rows(raw_cond, i, j, predictor.device)
+            start = None if x_start is None else x_start[i:j]
+            made = (
+                i,
+                _batch(predictor, vae, vae_meta, cfg, rows, seeds[i:j], steps, _both(watch, tick), start),
+            )
+        for got in procs.gather(made):
+            if got is not None:
+                images.update(zip(range(got[0], got[0] + len(got[1])), got[1], strict=True))
+                if on_batch is not None and procs.main:
+                    on_batch(*got)
+    return [images[k] for k in range(len(seeds))]
+
+
+def _todo(procs: processes.Processes, done: dict[int, np.ndarray], n: int, bs: int) -> list[tuple[int, int]]:
+    """The batches ``(first, end)`` of ``n`` images (``bs`` each) that hold an image not in ``done``
+    (the main process's: every process deals out the same ones)."""
+    known = set(procs.broadcast(sorted(done)))
+    batches = [(i, min(i + bs, n)) for i in range(0, n, bs)]
+    return [b for b in batches if not known.issuperset(range(*b))]
+
+
+def _batch(predictor, vae, vae_meta, cfg, enc_raw, seeds, steps, callback, x_start) -> list[np.ndarray]:
+    """One batch: sample the latents from the seeds, decode them, refuse non-finite images."""
+    s = cfg.sample
+    shape = (vae_meta["latent_channels"], vae_meta["latent_size"], vae_meta["latent_size"])
+    enc = predictor.encode(enc_raw)
+    z = sample(
+        lambda x, t, enc=enc: predictor(x, t, enc),
+        SOLVERS[s.solver](cfg.diffusion),
+        shape,
+        seeds,
+        steps,
+        s.eta,
+        predictor.device,
+        callback,
+        x_start=x_start,
+    )
+    x = vae.decode(z.float() / vae_meta["scale_factor"]).sample
+    check_finite(x, seeds)
+    return [to_uint8(im) for im in x.cpu()]
 
 
 def check_finite(x: torch.Tensor, seeds: list[int]) -> None:
