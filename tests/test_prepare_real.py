@@ -20,6 +20,7 @@ from cdiff.stages import prepare
 FORMAT_FILES = {
     "images",
     "masks",
+    "sketches",
     "captions.jsonl",
     "splits",
     "tokenizer",

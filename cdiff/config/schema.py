@@ -13,6 +13,18 @@ TokenizerKind = Literal["wordpiece", "bert-base-uncased"]
 
 
 @dataclass
+class SketchConfig:
+    """How ``cdiff prepare`` makes each sample's sketch (:mod:`cdiff.data.sketches`): a synthetic face's
+    own geometry; a photo's edges, by the detector below on the image at the prepared resolution."""
+
+    detector: Literal["canny"] = "canny"  # scikit-image's Canny on the grey image
+    sigma: float = 1.0  # its Gaussian's width (pixels at the prepared resolution)
+    low: float = 0.08  # hysteresis thresholds on the gradient of grey levels in [0, 1]
+    high: float = 0.2
+    line_width: int = 1  # pixels; user drawings are thinned and widened to it
+
+
+@dataclass
 class DataConfig:
     """What ``cdiff prepare`` builds: the dataset every later stage reads."""
 
@@ -38,6 +50,7 @@ class DataConfig:
     vocab_size: int = 1000  # wordpiece: upper bound on the learned vocabulary
     max_length: int = 77  # tokens per caption (padded/truncated), as the release
     workers: int = 0  # processes for prepare; 0 = all cores
+    sketch: SketchConfig = field(default_factory=SketchConfig)  # each sample's line drawing
 
 
 MixedPrecision = Literal["no", "bf16", "fp16"]

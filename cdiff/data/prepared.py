@@ -5,6 +5,8 @@ Layout (the same for every source)::
     data/
       images/<id>.png|jpg     RGB, resolution x resolution
       masks/<id>.png          index PNG (values 0..18) with the CelebAMask-HQ palette
+      sketches/<id>.png       the line drawing: black lines on white (a synthetic face's own
+                              geometry; a photo's edges by ``data.sketch``'s detector)
       captions.jsonl          one record per kept sample (id, split, caption, raw_caption,
                               attribute_captions, attributes, source id)
       splits/train.txt        ids, one per line, in id order
@@ -27,11 +29,13 @@ import numpy as np
 from PIL import Image
 
 from cdiff.data import masks
+from cdiff.data.sketches import edge_lines, encode_sketch, read_stored, resize_lines
 from cdiff.data.sources import RawSample
 from cdiff.errors import InputError
 from cdiff.rundir import atomic_write_bytes, require_stage
 
 IMAGES, MASKS, CAPTIONS, SPLITS, TOKENIZER = "images", "masks", "captions.jsonl", "splits", "tokenizer"
+SKETCHES = "sketches"
 
 
 def center_crop(im: Image.Image) -> Image.Image:
@@ -72,13 +76,21 @@ def encode_mask(label: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_sample(sample: RawSample, out: Path, resolution: int, fmt: str, quality: int) -> dict[str, Any]:
-    """Resize, check and write one sample's files atomically; return its captions record."""
+def write_sample(
+    sample: RawSample, out: Path, resolution: int, fmt: str, quality: int, sketch: Any = None
+) -> dict[str, Any]:
+    """Resize, check and write one sample's files atomically; return its captions record.
+
+    ``sketch``: the ``data.sketch`` settings (the edge detector for samples without their own lines)."""
     label = masks.check_label(sample.label, source=f"sample {sample.id} mask")
     image = resize_image(sample.image, resolution)
     label = masks.resize_label(center_crop_label(label), resolution)
     atomic_write_bytes(out / IMAGES / f"{sample.id}.{fmt}", encode_image(image, fmt, quality))
     atomic_write_bytes(out / MASKS / f"{sample.id}.png", encode_mask(label))
+    if sketch is not None:
+        atomic_write_bytes(
+            out / SKETCHES / f"{sample.id}.png", encode_sketch(_lines(sample, image, resolution, sketch))
+        )
     record = {
         "id": sample.id,
         "caption": sample.caption,
@@ -89,6 +101,13 @@ def write_sample(sample: RawSample, out: Path, resolution: int, fmt: str, qualit
     if sample.notes:
         record["notes"] = sample.notes
     return record
+
+
+def _lines(sample: RawSample, image: Image.Image, resolution: int, cfg: Any) -> np.ndarray:
+    """The sample's own lines at the resolution, or the detector's edges of its prepared image."""
+    if sample.sketch is not None:
+        return resize_lines(center_crop_label(sample.sketch), resolution)
+    return edge_lines(np.asarray(image), cfg.sigma, cfg.low, cfg.high)
 
 
 @dataclass
@@ -132,6 +151,18 @@ class PreparedDataset:
 
     def label(self, sample_id: str) -> np.ndarray:
         return masks.read_mask(self.root / MASKS / f"{sample_id}.png")
+
+    def sketch(self, sample_id: str) -> np.ndarray:
+        """The sample's line drawing, ``(R, R)`` bool (True on the lines)."""
+        path = self.root / SKETCHES / f"{sample_id}.png"
+        if not path.is_file():
+            if not (self.root / SKETCHES).is_dir():
+                raise InputError(
+                    f"{self.root} was prepared before cdiff made sketches; prepare it again: "
+                    f"cdiff prepare --out {self.root} --force (same options)"
+                )
+            raise InputError(f"no sketch for sample {sample_id} in {self.root / SKETCHES}")
+        return read_stored(path)
 
     def tokenizer(self):
         from cdiff.data.tokenizer import load_tokenizer

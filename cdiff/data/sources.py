@@ -40,6 +40,7 @@ class RawSample:
     attributes: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     digests: list[tuple[str, str]] = field(default_factory=list)  # (input file, sha256) read for it
+    sketch: np.ndarray | None = None  # (h, w) bool lines when the source draws them (synthetic); else edges
 
 
 def _numeric_ids(names: list[str]) -> list[str]:
@@ -118,6 +119,7 @@ class SyntheticSource:
             raw_caption=s.overall_caption,
             attribute_captions=dict(s.attribute_captions),
             attributes=dict(s.attributes),
+            sketch=s.sketch,
         )
 
 

@@ -140,7 +140,9 @@ def _process_one(sample_id: str) -> dict[str, Any]:
     source, out, data = _WORK
     try:
         sample = source.load(sample_id)
-        record = prepared.write_sample(sample, out, data.resolution, data.image_format, data.jpeg_quality)
+        record = prepared.write_sample(
+            sample, out, data.resolution, data.image_format, data.jpeg_quality, data.sketch
+        )
         return {"id": sample_id, "record": record, "digests": sample.digests}
     except SampleError as exc:
         return {"id": sample_id, "skipped": exc.reason, "detail": str(exc)}
@@ -163,6 +165,7 @@ def _map(work: tuple, ids: list[str], workers: int) -> Iterator[dict[str, Any]]:
 def _process_all(source, todo, partial, data, skip_bad, done, progress, total) -> None:
     (partial / prepared.IMAGES).mkdir(exist_ok=True)
     (partial / prepared.MASKS).mkdir(exist_ok=True)
+    (partial / prepared.SKETCHES).mkdir(exist_ok=True)
     workers = data.workers or os.cpu_count() or 1
     with open(partial / PROGRESS, "a", encoding="utf-8") as log:
         for result in _map((source, partial, data), todo, workers):
@@ -267,6 +270,7 @@ def _outputs(folder: Path) -> dict[str, Any]:
     return {
         prepared.IMAGES: hash_tree(folder / prepared.IMAGES),
         prepared.MASKS: hash_tree(folder / prepared.MASKS),
+        prepared.SKETCHES: hash_tree(folder / prepared.SKETCHES),
         prepared.CAPTIONS: {"sha256": sha256_file(folder / prepared.CAPTIONS)},
         prepared.SPLITS: hash_tree(folder / prepared.SPLITS),
         prepared.TOKENIZER: hash_tree(folder / prepared.TOKENIZER),

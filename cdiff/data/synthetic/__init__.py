@@ -18,6 +18,8 @@ How a sample is made:
    skin of the lower face, which stays label 1 (skin), exactly like CelebAMask-HQ.
 4. The image is box-downsampled (anti-aliased), the label map centre-picked (hard ids); a side
    light and pixel noise are added at the final size.
+5. The sketch: every boundary between two parts of the supersampled label map, at the final size
+   (:func:`cdiff.data.sketches.geometry_lines`): the exact lines of the face's own geometry.
 
 What the text alone describes is drawn strongly enough for a small CNN to read at 64 px:
 beard none / stubble (sparse stipple) / short (dense jaw, chin and moustache) / long (darkest,
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from cdiff.data.masks import combine_parts
+from cdiff.data.sketches import geometry_lines
 from cdiff.data.synthetic.captions import _captions
 from cdiff.data.synthetic.paint import (
     _finish,
@@ -92,6 +95,7 @@ class SyntheticSample:
     attribute_captions: dict[str, str]  # Bangs, Eyeglasses, No_Beard, Smiling, Young -> one sentence
     overall_caption: str  # the non-empty sentences, in a random order
     attributes: dict[str, Any]  # JSON-serialisable ground truth
+    sketch: np.ndarray | None = None  # (R, R) bool: the lines of the face's own geometry
 
 
 # here, not in paint: it looks the painters up in this module, so patching synthetic._paint_beard works
@@ -146,4 +150,4 @@ def render_sample(seed: int, index: int, resolution: int = 64) -> SyntheticSampl
     img_s = _render_image(label_s, rng, g, att, col)  # hair strands, then beard stipple: the last draws
     label = np.ascontiguousarray(label_s[ss // 2 :: ss, ss // 2 :: ss])
     image = _finish(img_s, label, col["light"], noise)
-    return SyntheticSample(image, label, attribute_captions, overall, att)
+    return SyntheticSample(image, label, attribute_captions, overall, att, geometry_lines(label_s, ss))
