@@ -485,7 +485,7 @@ EDIT_FAST = [
     4,
 ]
 # enough fine-tuning for the tiny model to memorise the photo: alpha = 0 then reconstructs it measurably better
-EDIT_STRONG = ["--embed-steps", 40, "--embed-lr", 1e-2, "--finetune-steps", 300, "--finetune-lr", 3e-3]
+EDIT_STRONG = ["--embed-steps", 40, "--embed-lr", 1e-2, "--finetune-steps", 120, "--finetune-lr", 3e-3]
 EDIT_STRONG += ["--steps", 10, "--eta", 0]
 
 
