@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from cdiff.cli import app
@@ -586,7 +586,7 @@ def test_collaborative_edit_and_visualize(run_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["edit", "PHOTO", "--alphas", "0"], "--target-text, --target-mask or both"),
+        (["edit", "PHOTO", "--alphas", "0"], "--target-text, --target-mask, --target-sketch or several"),
         (["edit", "NOTIMAGE", "--target-text", "x"], "cannot read"),
         (["edit", "/nonexistent.jpg", "--target-text", "x"], "photo not found"),
         (["edit", "--from", "/tmp"], "not an edit folder"),
@@ -872,3 +872,66 @@ def test_a_third_modality_trains_and_collaborates_three_ways(run_dir, tmp_path):
         assert Image.open(tmp_path / "alone" / "000000.png").size == (32, 32)
     finally:
         modalities.unregister("colour")
+
+
+def test_sketch_trains_alone_and_collaborates_with_mask_and_text(run_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run3"
+    shutil.copytree(run_dir, run)
+    r = cli("train-unimodal", "--modality", "sketch", "--run", run, "--steps", 3)
+    assert r.exit_code == 0, r.output
+    r = cli(
+        "train-diffuser",
+        "--run",
+        run,
+        "--steps",
+        2,
+        "--force",
+        "--set",
+        "diffuser.modalities=[mask,text,sketch]",
+    )
+    assert r.exit_code == 0, r.output
+    drawing = Image.new("L", (48, 48), 230)  # light lines on a dark page would do as well
+    ImageDraw.Draw(drawing).ellipse((10, 6, 38, 44), outline=20, width=2)
+    drawing.save(tmp_path / "s.png")
+    out = tmp_path / "three"
+    args = ["--text", "a", "--mask", _mask_file(tmp_path, 32), "--sketch", tmp_path / "s.png", "--num", 2]
+    r = cli("generate", "--run", run, *args, "--steps", 3, "--out", out, "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["modalities"] == ["mask", "text", "sketch"]
+    assert manifest["outputs"]["images"][0]["conditions"]["sketch"] == str((tmp_path / "s.png").resolve())
+    w = load_file(str(out / "intermediates" / "000000.safetensors"))["weights"]
+    assert w.shape[:2] == (3, 3) and torch.allclose(w.float().sum(1), torch.ones(()), atol=2e-3)
+    r = cli(
+        "generate",
+        "--run",
+        run,
+        "--sketch",
+        tmp_path / "s.png",
+        "--method",
+        "sketch",
+        "--num",
+        1,
+        "--steps",
+        2,
+        "--out",
+        tmp_path / "alone",
+    )
+    assert r.exit_code == 0, r.output
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    r = cli(
+        "generate",
+        "--run",
+        run,
+        "--sketch",
+        tmp_path / "bad.png",
+        "--method",
+        "sketch",
+        "--out",
+        tmp_path / "x",
+    )
+    assert r.exit_code == 2 and "cannot read the sketch" in r.output

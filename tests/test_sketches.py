@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from test_prepare_real import celeba_cfg
 
@@ -103,3 +104,24 @@ def test_a_dataset_prepared_before_sketches_names_the_fix(tmp_path):
     (tmp_path / "d" / SKETCHES).rmdir()
     with pytest.raises(InputError, match="prepared before cdiff made sketches.*--force"):
         PreparedDataset.open(tmp_path / "d").sketch("0")
+
+
+def test_the_sketch_encoder_makes_patch_tokens_and_the_concat_plane():
+    from cdiff import modalities
+
+    cfg = C.load_config("demo").unimodal
+    enc = modalities.get("sketch").build_encoder(cfg, 16)
+    raw = torch.from_numpy(np.stack([render_sample(0, i, 64).sketch for i in range(2)]).astype(np.float32))
+    out = enc.encode(raw)
+    assert out["tokens"].shape == (2, 64, cfg.unet.cross_attention_dim)  # 8 x 8 patches
+    assert out["concat"].shape == (2, 1, 16, 16) and 0 < out["concat"].mean() < 0.3
+    assert enc.extra_in == 1
+    paper = C.load_config("celeba256").unimodal
+    big = modalities.get("sketch").build_encoder(paper, 32)
+    tokens = big.encode(torch.zeros(1, 256, 256))["tokens"]
+    assert tokens.shape == (1, 256, paper.unet.cross_attention_dim) and big.extra_in == 0
+    n = sum(p.numel() for p in big.parameters())
+    assert (
+        n == 256 * paper.unet.cross_attention_dim * 2 + paper.unet.cross_attention_dim
+    )  # linear + positions
+    assert modalities.get("sketch").parameter_notes(paper, 0) == {"sketch encoder (patch tokens)": n}

@@ -145,6 +145,9 @@ class UnimodalConfig:
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     mask_tokens: int = 32  # r: the one-hot mask is r x r, flattened to [19, r*r]
     mask_concat: bool = False  # demo option: also concatenate the one-hot mask to the UNet input
+    sketch_grid: int = 16  # g: the sketch is cut into g x g patches, one token each
+    sketch_patch: int = 16  # p: each patch is p x p pixels of the sketch area-resized to g*p
+    sketch_concat: bool = False  # demo option: also concatenate the sketch at latent size to the UNet input
     cond_dropout: float = 0.0  # probability of the null condition (> 0 enables guidance)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30 % slower
     snr_gamma: float | None = None  # Min-SNR-gamma loss weighting (e.g. 5); None = plain MSE (the paper)

@@ -159,6 +159,41 @@ class Modality(ABC):
         return None
 
 
+class PictureModality(Modality):
+    """A modality whose conditions are pictures (a mask, a sketch): files, ``val:<id>``, images or arrays.
+
+    Paths are recorded resolved; a picture given as an image or array is written beside the results
+    with :meth:`save_picture` when they are saved, so pages can show it.
+    """
+
+    pictured = True
+
+    def record(self, value: Any) -> str:
+        if _is_image(value):
+            return f"<image {value.size[0]}×{value.size[1]}>"
+        if isinstance(value, np.ndarray | torch.Tensor):
+            return f"<array {'×'.join(map(str, value.shape))}>"
+        text = str(value)
+        return text if text.startswith("val:") else str(Path(text).resolve())
+
+    def resolve_path(self, value: str, base: Path) -> str:
+        return value if Path(value).is_absolute() or value.startswith("val:") else str(base / value)
+
+    def persist(self, value: Any, raw_row: torch.Tensor, folder: Path, stem: str) -> str:
+        if isinstance(value, str | Path):
+            return self.record(value)
+        path = folder / "conditions" / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.save_picture(raw_row, path)
+        return str(path.resolve())
+
+
+def _is_image(value: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(value, Image.Image)
+
+
 _REGISTRY: dict[str, Modality] = {}
 
 
@@ -196,5 +231,16 @@ def check(modalities: list[str] | tuple[str, ...], what: str = "diffuser.modalit
 
 from cdiff.modalities import text as _text  # noqa: E402,F401,I001  (the built-ins register themselves)
 from cdiff.modalities import mask as _mask  # noqa: E402,F401
+from cdiff.modalities import sketch as _sketch  # noqa: E402,F401
 
-__all__ = ["ConditionEncoder", "Context", "Modality", "check", "get", "names", "register", "unregister"]
+__all__ = [
+    "ConditionEncoder",
+    "Context",
+    "Modality",
+    "PictureModality",
+    "check",
+    "get",
+    "names",
+    "register",
+    "unregister",
+]

@@ -26,7 +26,7 @@ from cdiff.data.masks import (
     write_mask,
 )
 from cdiff.errors import InputError
-from cdiff.modalities import ConditionEncoder, Context, Modality, register
+from cdiff.modalities import ConditionEncoder, Context, PictureModality, register
 from cdiff.models.encoders import MaskEncoder
 
 
@@ -76,7 +76,7 @@ class MaskCondition(MaskEncoder, ConditionEncoder):
         return cond
 
 
-class Mask(Modality):
+class Mask(PictureModality):
     name = "mask"
     option = "--mask"
     option_help = "A mask: index PNG, palette RGB PNG or .pt (repeatable)."
@@ -84,7 +84,6 @@ class Mask(Modality):
     target_help = "The mask to edit toward (index PNG, palette RGB PNG or .pt)."
     option_type = Path
     describes = "a mask (index PNG, palette RGB PNG or .pt)"
-    pictured = True
     released_role = "early"  # the release leans on it in the first steps
 
     def build_encoder(self, cfg: Any, latent_size: int, vocab_size: int | None = None) -> MaskCondition:
@@ -135,26 +134,6 @@ class Mask(Modality):
 
     def null(self, like: torch.Tensor, ctx: Context) -> torch.Tensor:
         return torch.zeros_like(like[0])
-
-    def record(self, value: Any) -> str:
-        if isinstance(value, Image.Image):
-            return f"<image {value.size[0]}×{value.size[1]}>"
-        if isinstance(value, np.ndarray | torch.Tensor):
-            return f"<array {'×'.join(map(str, value.shape))}>"
-        text = str(value)
-        return text if text.startswith("val:") else str(Path(text).resolve())
-
-    def resolve_path(self, value: str, base: Path) -> str:
-        return value if Path(value).is_absolute() or value.startswith("val:") else str(base / value)
-
-    def persist(self, value: Any, raw_row: torch.Tensor, folder: Path, stem: str) -> str:
-        """A mask given as an array or image is written beside the results, so pages can show it."""
-        if isinstance(value, str | Path):
-            return self.record(value)
-        path = folder / "conditions" / f"{stem}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_mask(path, raw_row.numpy())
-        return str(path.resolve())
 
     def save_picture(self, raw_row: torch.Tensor, path: Path) -> bool:
         write_mask(path, raw_row.numpy())

@@ -26,7 +26,15 @@ from cdiff.stages.run import Run
 
 def methods_for(run: Run) -> list[str]:
     """Every method the run has models for (collaborative only with trained diffusers)."""
-    return [m for m in gen.methods() if m != "collaborative" or run.has("diffuser")]
+    return [
+        m
+        for m in gen.methods()
+        if (
+            m == "composable"
+            or (m == "collaborative" and run.has("diffuser"))
+            or (m not in gen.MULTI and run.has(m))
+        )
+    ]
 
 
 def sample_all(
