@@ -935,3 +935,16 @@ def test_sketch_trains_alone_and_collaborates_with_mask_and_text(run_dir, tmp_pa
         tmp_path / "x",
     )
     assert r.exit_code == 2 and "cannot read the sketch" in r.output
+    # evaluation on mismatched triples: mask of face k, caption of face k+1, sketch of face k+2
+    ev = tmp_path / "ev"
+    methods = ["--method", "collaborative", "--method", "composable", "--method", "sketch"]
+    r = cli("evaluate", "--run", run, "--pairs", 3, "--steps", 2, *methods, "--out", ev)
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["settings"]["modalities"] == ["mask", "text", "sketch"]
+    pair = metrics["pairs"][0]
+    assert len({pair["mask_of"], pair["text_of"], pair["sketch_of"]}) == 3
+    for method in ("collaborative", "composable", "sketch"):
+        assert 0 <= metrics["methods"][method]["sketch_f"] <= 1
+    assert 0 < metrics["references"]["real faces"]["sketch_f"] <= 1
+    assert any(c["metric"] == "sketch_f" and c["other"] == "composable" for c in metrics["claims"])

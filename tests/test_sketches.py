@@ -125,3 +125,21 @@ def test_the_sketch_encoder_makes_patch_tokens_and_the_concat_plane():
         n == 256 * paper.unet.cross_attention_dim * 2 + paper.unet.cross_attention_dim
     )  # linear + positions
     assert modalities.get("sketch").parameter_notes(paper, 0) == {"sketch encoder (patch tokens)": n}
+
+
+def test_edge_f_score():
+    a = np.zeros((20, 20), bool)
+    a[5, 2:18] = True
+    assert sketches.edge_f_score(a, a) == 1.0
+    shifted = np.roll(a, 1, axis=0)
+    assert sketches.edge_f_score(shifted, a) == 1.0  # within the 1-pixel tolerance
+    assert sketches.edge_f_score(shifted, a, tolerance=0) == 0.0
+    far = np.roll(a, 8, axis=0)
+    assert sketches.edge_f_score(far, a) == 0.0
+    half = a.copy()
+    half[5, 10:] = False  # precision 1, recall 9/16
+    assert sketches.edge_f_score(half, a) == pytest.approx(
+        2 * (9 / 16) / (1 + 9 / 16)
+    )  # col 10 is near col 9
+    blank = np.zeros_like(a)
+    assert sketches.edge_f_score(blank, blank) == 1.0 and sketches.edge_f_score(blank, a) == 0.0

@@ -108,5 +108,31 @@ class Sketch(PictureModality):
         lines = sketches.resize_lines(raw_row.numpy() > 0.5, size)
         return np.repeat(np.where(lines, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
+    # sketch consistency: the generated image's edges (the detector that made the data's sketches of
+    # photos, with the data's settings) against the input sketch
+    columns = {"sketch_f": ("sketch F-score (1 px)", "sketch")}
+    headline = "sketch_f"
+    judged_by = (
+        "sketch consistency: the F-score of the image's Canny edges against the input sketch (1 px tolerance)"
+    )
+
+    def truth(self, data: Any, ids: list[str], judges: Any) -> dict[str, Any]:
+        settings = data.manifest["config"]["data"].get("sketch", {})
+        params = {k: settings.get(k, d) for k, d in (("sigma", 1.0), ("low", 0.08), ("high", 0.2))}
+        return {"lines": [data.sketch(i) for i in ids], **params}
+
+    def judge(self, judges: Any, images: torch.Tensor, truth: dict[str, Any]) -> dict[str, torch.Tensor]:
+        pictures = (
+            ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        )
+        edges = [sketches.edge_lines(im, truth["sigma"], truth["low"], truth["high"]) for im in pictures]
+        size = pictures.shape[1]
+        lines = [sketches.resize_lines(t, size) for t in truth["lines"]]
+        scores = [sketches.edge_f_score(e, t) for e, t in zip(edges, lines, strict=True)]
+        return {"sketch_f": torch.tensor(scores), "edges": torch.from_numpy(np.stack(edges))}
+
+    def reading(self, scores: dict[str, torch.Tensor], j: int) -> np.ndarray:
+        return np.repeat(np.where(scores["edges"][j].numpy(), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
 
 SKETCH = register(Sketch())
