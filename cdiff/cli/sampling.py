@@ -85,6 +85,13 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, StrEnum) else value
 
 
+def _typer_option(name: str) -> Any:
+    """A value option, or a plain flag for the on/off ones (``--compile``: no ``--no-compile``)."""
+    if OPTIONS[name][0] is bool:
+        return typer.Option(f"--{name.replace('_', '-')}", help=OPTIONS[name][1])
+    return typer.Option(help=OPTIONS[name][1])
+
+
 def sampling_options(*names: str, device: bool = True) -> Callable:
     """Add the options ``names`` (default: all) and ``--device``/``--dtype`` to a command.
 
@@ -92,9 +99,7 @@ def sampling_options(*names: str, device: bool = True) -> Callable:
     and ``device: str`` and ``dtype: str`` when ``device`` is true.
     """
     chosen = names or tuple(OPTIONS)
-    extra = [
-        option(n, Annotated[OPTIONS[n][0] | None, typer.Option(help=OPTIONS[n][1])], None) for n in chosen
-    ]
+    extra = [option(n, Annotated[OPTIONS[n][0] | None, _typer_option(n)], None) for n in chosen]
     if device:
         extra += [
             option("device", DeviceOpt, "auto"),
