@@ -220,6 +220,7 @@ class Pipeline:
         num: int = 1,
         conditions: dict[str, Any] | None = None,
         pairs: list[dict[str, Any]] | None = None,
+        modalities: list[str] | None = None,
         intermediates: bool = False,
         progress: bool | None = None,
         on_step: Callable[[StepInfo], None] | None = None,
@@ -228,7 +229,10 @@ class Pipeline:
         """Images for the conditions (``mask``: a path, PIL image or HxW int array; ``text``: a caption;
         several of either as lists; other modalities in ``conditions``), seeds ``seed … seed+num-1``.
 
-        ``method``: collaborative, composable, a modality name (that model alone) or ``all``.
+        ``method``: collaborative, composable, a modality name (that model alone), ``collaborative-<set>``
+        (another diffuser set of the run, e.g. ``collaborative-mask-sketch``) or ``all``. ``modalities``:
+        which models a multi-modal method combines (its diffuser set); default: those of the conditions
+        given when two or more, else the run's ``diffuser`` set.
         ``on_step(info)``: called at every sampler step with a :class:`~cdiff.diffusion.sampling.StepInfo`
         (``x_t``, the predicted clean latent ``pred_x0``, the applied ``extras["weights"]``) of the
         batch being sampled, e.g. to show a live preview; it does not change the images. With ``all``,
@@ -239,7 +243,9 @@ class Pipeline:
             if value is not None:
                 given[name] = value
         given = {m: v if isinstance(v, list) else [v] for m, v in given.items()}
-        req = gen.GenerateRequest(method, given, list(pairs or []), num, seed, intermediates)
+        req = gen.GenerateRequest(
+            method, given, list(pairs or []), num, seed, intermediates, modalities=modalities
+        )
         cfg = self._with(sample)
         if method == gen.ALL and on_step is not None:
             raise InputError("on_step follows one method: with method 'all', call generate once per method")

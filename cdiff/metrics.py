@@ -119,7 +119,12 @@ def paired_difference(
     a: torch.Tensor, b: torch.Tensor, samples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """Mean of ``a - b`` over pairs (nan pairs dropped) with a bootstrap 95 % interval."""
-    d = (a - b).double()
+    return mean_interval(a - b, samples, seed)
+
+
+def mean_interval(x: torch.Tensor, samples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of ``x`` (nan entries dropped) with a bootstrap 95 % interval: mean, low, high, pairs."""
+    d = x.double()
     d = d[~d.isnan()]
     if d.numel() == 0:
         return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "pairs": 0}

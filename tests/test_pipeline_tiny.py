@@ -874,54 +874,108 @@ def test_a_third_modality_trains_and_collaborates_three_ways(run_dir, tmp_path):
         modalities.unregister("colour")
 
 
-def test_sketch_trains_alone_and_collaborates_with_mask_and_text(run_dir, tmp_path):
+@pytest.fixture(scope="module")
+def three_way(run_dir, tmp_path_factory):
+    """The tiny run with a sketch model and two more diffuser sets: mask+sketch+text and mask+sketch."""
     import shutil
 
-    from safetensors.torch import load_file
-
-    run = tmp_path / "run3"
+    run = tmp_path_factory.mktemp("three") / "run"
     shutil.copytree(run_dir, run)
     r = cli("train-unimodal", "--modality", "sketch", "--run", run, "--steps", 3)
     assert r.exit_code == 0, r.output
-    r = cli(
-        "train-diffuser",
-        "--run",
-        run,
-        "--steps",
-        2,
-        "--force",
-        "--set",
-        "diffuser.modalities=[mask,text,sketch]",
-    )
-    assert r.exit_code == 0, r.output
+    for mods in ("mask,text,sketch", "sketch,mask"):
+        r = cli("train-diffuser", "--run", run, "--steps", 2, "--modalities", mods)
+        assert r.exit_code == 0, r.output
+    return run
+
+
+def _sketch_file(tmp_path):
     drawing = Image.new("L", (48, 48), 230)  # light lines on a dark page would do as well
     ImageDraw.Draw(drawing).ellipse((10, 6, 38, 44), outline=20, width=2)
     drawing.save(tmp_path / "s.png")
+    return tmp_path / "s.png"
+
+
+def test_diffuser_sets_live_side_by_side_named_by_their_modalities(three_way, tmp_path):
+    from cdiff.stages.run import Run
+
+    run = Run(three_way)
+    assert run.diffuser_sets() == {
+        "diffuser": ["mask", "text"],
+        "diffuser-mask-sketch": ["sketch", "mask"],
+        "diffuser-mask-sketch-text": ["mask", "text", "sketch"],
+    }
+    assert run.diffuser_part(["text", "sketch", "mask"]) == "diffuser-mask-sketch-text"
+    assert run.diffuser_part() == "diffuser"  # the default set: mask and text, as before
+    r = cli("train-diffuser", "--run", three_way, "--steps", 2, "--modalities", "mask,sketch")
+    assert r.exit_code == 2 and "--force" in r.output  # a finished set is kept
+    r = cli(
+        "generate",
+        "--run",
+        three_way,
+        "--text",
+        "a",
+        "--sketch",
+        _sketch_file(tmp_path),
+        "--out",
+        tmp_path / "x",
+    )
+    assert r.exit_code == 2 and "cdiff train-diffuser --modalities sketch,text" in r.output
+    r = cli("generate", "--run", three_way, "--modalities", "mask,bogus", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "unknown modality bogus" in r.output
+
+
+def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_path):
+    from safetensors.torch import load_file
+
+    run = three_way
+    sketch = _sketch_file(tmp_path)
     out = tmp_path / "three"
-    args = ["--text", "a", "--mask", _mask_file(tmp_path, 32), "--sketch", tmp_path / "s.png", "--num", 2]
+    args = ["--text", "a", "--mask", _mask_file(tmp_path, 32), "--sketch", sketch, "--num", 2]
     r = cli("generate", "--run", run, *args, "--steps", 3, "--out", out, "--save-intermediates")
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["settings"]["modalities"] == ["mask", "text", "sketch"]
-    assert manifest["outputs"]["images"][0]["conditions"]["sketch"] == str((tmp_path / "s.png").resolve())
+    assert manifest["settings"]["modalities"] == ["mask", "text", "sketch"]  # the set of the conditions given
+    assert manifest["outputs"]["images"][0]["conditions"]["sketch"] == str(sketch.resolve())
     w = load_file(str(out / "intermediates" / "000000.safetensors"))["weights"]
     assert w.shape[:2] == (3, 3) and torch.allclose(w.float().sum(1), torch.ones(()), atol=2e-3)
+    r = runner.invoke(app, ["visualize", str(out), "--image", "000000"])
+    assert r.exit_code == 0, r.output
+    assert {f"influence_{m}.png" for m in ("mask", "text", "sketch")} <= {
+        p.name for p in (out / "visualize" / "000000").iterdir()
+    }
+    # every method side by side: the three-way set, composable thirds, the pair set, each expert
     r = cli(
         "generate",
         "--run",
         run,
-        "--sketch",
-        tmp_path / "s.png",
-        "--method",
-        "sketch",
+        *args[:6],
         "--num",
         1,
         "--steps",
         2,
+        "--method",
+        "all",
         "--out",
-        tmp_path / "alone",
+        tmp_path / "all",
     )
     assert r.exit_code == 0, r.output
+    cols = json.loads(Image.open(tmp_path / "all" / "compare.png").info["layout"])["columns"]
+    assert cols == [
+        "mask",
+        "sketch",
+        "collaborative",
+        "composable",
+        "collaborative-mask-sketch",
+        "collaborative-mask-text",
+        "text",
+        "mask",
+        "sketch",
+    ]
+    pair = json.loads((tmp_path / "all" / "collaborative-mask-sketch" / "manifest.json").read_text())
+    assert pair["settings"]["modalities"] == ["sketch", "mask"]
+    thirds = json.loads((tmp_path / "all" / "composable" / "manifest.json").read_text())
+    assert thirds["settings"]["weights"] == pytest.approx([1 / 3] * 3)
     (tmp_path / "bad.png").write_bytes(b"not a picture")
     r = cli(
         "generate",
@@ -937,14 +991,91 @@ def test_sketch_trains_alone_and_collaborates_with_mask_and_text(run_dir, tmp_pa
     assert r.exit_code == 2 and "cannot read the sketch" in r.output
     # evaluation on mismatched triples: mask of face k, caption of face k+1, sketch of face k+2
     ev = tmp_path / "ev"
-    methods = ["--method", "collaborative", "--method", "composable", "--method", "sketch"]
-    r = cli("evaluate", "--run", run, "--pairs", 3, "--steps", 2, *methods, "--out", ev)
+    methods = ["--method", "collaborative", "--method", "composable", "--method", "collaborative-mask-sketch"]
+    r = cli(
+        "evaluate",
+        "--run",
+        run,
+        "--modalities",
+        "mask,text,sketch",
+        "--pairs",
+        3,
+        "--steps",
+        2,
+        *methods,
+        "--out",
+        ev,
+    )
     assert r.exit_code == 0, r.output
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["settings"]["modalities"] == ["mask", "text", "sketch"]
     pair = metrics["pairs"][0]
     assert len({pair["mask_of"], pair["text_of"], pair["sketch_of"]}) == 3
-    for method in ("collaborative", "composable", "sketch"):
+    for method in ("collaborative", "composable", "collaborative-mask-sketch"):
         assert 0 <= metrics["methods"][method]["sketch_f"] <= 1
+        low, high = metrics["intervals"][method]["sketch_f"]
+        assert low <= metrics["methods"][method]["sketch_f"] <= high
     assert 0 < metrics["references"]["real faces"]["sketch_f"] <= 1
-    assert any(c["metric"] == "sketch_f" and c["other"] == "composable" for c in metrics["claims"])
+    claims = {(c["other"], c["metric"]) for c in metrics["claims"]}
+    assert ("composable", "sketch_f") in claims
+    assert ("collaborative-mask-sketch", "text_accuracy") in claims  # the pair on the caption it leaves out
+    assert ("collaborative-mask-sketch", "mask_accuracy") not in claims
+    from cdiff.stages.evaluate_pages import table_rows
+
+    _, rows = table_rows(metrics, short=True)  # the terminal's table: each score with its interval
+    assert "±" in rows[0][1] and "±" not in rows[-1][1]  # methods have intervals, reference rows none
+    assert "(0." in (ev / "report.html").read_text().split("sketch F-score")[1]
+
+
+def test_edit_toward_a_sketch_alone_and_with_a_mask(three_way, tmp_path):
+    photo = _photo(three_way, tmp_path)
+    sketch = _sketch_file(tmp_path)
+    r = cli(
+        "edit",
+        photo,
+        "--run",
+        three_way,
+        "--target-sketch",
+        sketch,
+        "--alphas",
+        "1",
+        "--out",
+        tmp_path / "s",
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["settings"]["modalities"] == ["sketch"]
+    both = tmp_path / "both"
+    r = cli(
+        "edit",
+        photo,
+        "--run",
+        three_way,
+        "--target-sketch",
+        sketch,
+        "--target-mask",
+        _mask_file(tmp_path, 32),
+        "--alphas",
+        "1",
+        "--out",
+        both,
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 0, r.output
+    settings = json.loads((both / "manifest.json").read_text())["settings"]
+    assert settings["method"] == "collaborative" and settings["modalities"] == ["sketch", "mask"]
+    assert (both / "target_sketch.png").is_file()
+    r = cli(
+        "edit",
+        photo,
+        "--run",
+        three_way,
+        "--target-sketch",
+        sketch,
+        "--target-text",
+        "a",
+        "--out",
+        tmp_path / "x",
+        *EDIT_FAST,
+    )
+    assert r.exit_code == 2 and "no dynamic diffusers combining text, sketch (its sets: mask-text" in r.output

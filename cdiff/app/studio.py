@@ -35,6 +35,7 @@ from cdiff.diffusion.sampling import StepInfo
 from cdiff.errors import InputError
 from cdiff.stages import compare
 from cdiff.stages import generate as gen
+from cdiff.stages.run import DEFAULT_SET
 
 ALL = gen.ALL
 PREVIEW_EVERY_S = 0.5  # at most 2 decoded previews a second: a decode costs 30-60 ms of sampling on 2 cores
@@ -127,7 +128,8 @@ class Studio:
 
     def methods(self) -> list[str]:
         """The methods this run has models for, then ``all``."""
-        return [*compare.methods_for(self.pipe.run), ALL]
+        run = self.pipe.run
+        return [*compare.methods_for(run, run.diffuser_modalities(DEFAULT_SET)), ALL]
 
     def examples(self) -> list[dict[str, Any]]:
         """The run's example pairs with their masks read: ``{"mask": path, "text", "label"}``."""

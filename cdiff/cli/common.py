@@ -66,6 +66,14 @@ DataOpt = Annotated[
 ]
 StepsOpt = Annotated[int | None, typer.Option(help="Optimiser steps. \\[default: the preset's]")]
 MinutesOpt = Annotated[float | None, typer.Option(help="Wall-clock budget in minutes.")]
+ModalitiesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--modalities",
+        help="Which models combine, comma-separated (e.g. mask,text,sketch): picks the diffuser set. "
+        "\\[default: the modalities of the conditions given, else RUN/diffuser's]",
+    ),
+]
 DEVICE_HELP = "Where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps."
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
@@ -257,6 +265,19 @@ def _floats(value: str | None, option: str) -> list[float] | None:
         return [float(v) for v in value.split(",")]
     except ValueError:
         raise InputError(f"{option} expects comma-separated numbers, e.g. 0.5,0.5; got '{value}'") from None
+
+
+def parse_modalities(value: str | None) -> list[str] | None:
+    """``--modalities mask,text`` → ["mask", "text"] (registered names, two or more); None stays None."""
+    if value is None:
+        return None
+    from cdiff import modalities
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    modalities.check(names, "--modalities")
+    if len(set(names)) < 2:
+        raise InputError(f"--modalities needs two or more of {', '.join(modalities.names())}, got '{value}'")
+    return list(dict.fromkeys(names))
 
 
 class _progress:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cdiff.cli.common import (
     DataOpt,
+    ModalitiesOpt,
     StageOptions,
     _progress,
     app,
@@ -17,6 +18,7 @@ from cdiff.cli.common import (
     log,
     out_console,
     out_option,
+    parse_modalities,
     pipeline,
     print_notes,
     say,
@@ -31,7 +33,8 @@ MethodsOpt = Annotated[
     typer.Option(
         "--method",
         help="Methods to compare (repeatable): collaborative, composable, a modality's model alone (text, "
-        "mask, ...), collaborative-released (the release's re-weighting). "
+        "mask, ...), collaborative-<set> (a smaller diffuser set of the run, e.g. collaborative-mask-text), "
+        "collaborative-released (the release's re-weighting), all (every method the run has models for). "
         "\\[default: the preset's evaluate.methods]",
     ),
 ]
@@ -63,6 +66,7 @@ def evaluate(
     seed: SeedOpt = None,
     inception: InceptionOpt = None,
     fid_images: FidImagesOpt = None,
+    modalities: ModalitiesOpt = None,
     out: EvaluationOutOpt = None,
     data: DataOpt = None,
     *,
@@ -86,6 +90,7 @@ def evaluate(
         seed=seed,
         inception=inception,
         fid_images=fid_images,
+        modalities=parse_modalities(modalities),
     )
     if opts.print_dry_run(cfg):
         say(

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from cdiff.cli.common import (
+    ModalitiesOpt,
     ModelRunOpt,
     StageOptions,
     _progress,
     app,
     handle_errors,
     out_option,
+    parse_modalities,
     pipeline,
     print_notes,
     say,
@@ -62,7 +64,8 @@ MethodOpt = Annotated[
     str,
     typer.Option(
         help="collaborative (dynamic diffusers), composable (fixed weights), a modality's model alone "
-        "(text, mask, ...), or all side by side."
+        "(text, mask, ...), collaborative-<set> (another diffuser set of the run, e.g. collaborative-mask-sketch), "
+        "or all side by side."
     ),
 ]
 ModalityOpt = Annotated[str | None, typer.Option(help="Uni-modal sampling: the same as --method text|mask.")]
@@ -87,6 +90,7 @@ def generate(
     from_file: FromFileOpt = None,
     method: MethodOpt = "collaborative",
     modality: ModalityOpt = None,
+    modalities: ModalitiesOpt = None,
     num: NumOpt = 4,
     seed: SeedOpt = 0,
     save_intermediates: IntermediatesOpt = False,
@@ -116,6 +120,7 @@ def generate(
         num=num,
         seed=seed,
         save_intermediates=save_intermediates,
+        modalities=parse_modalities(modalities),
     )
     pipe, outputs_root = pipeline(opts.run, opts.config, cfg, device, dtype)
     with _progress("sampling") as update:

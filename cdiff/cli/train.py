@@ -25,6 +25,7 @@ from cdiff.cli.common import (
     handle_errors,
     log,
     option,
+    parse_modalities,
     stage_options,
     with_options,
 )
@@ -32,6 +33,14 @@ from cdiff.errors import InputError
 
 VaeStepsOpt = Annotated[
     int | None, typer.Option(help="Optimiser steps. \\[default: the preset's vae.train.steps]")
+]
+DiffuserModalitiesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--modalities",
+        help="The experts the diffusers combine, comma-separated, two or more (mask,text,sketch). "
+        "\\[default: the preset's diffuser.modalities]",
+    ),
 ]
 ModalityOpt = Annotated[
     str, typer.Option(help="Which condition drives the model: a registered modality (text, mask, ...).")
@@ -83,20 +92,24 @@ def _train(
     counts: Callable[[cfg_mod.Config], dict[str, int]],
     run: Callable[..., Any],
     *lead: Any,
-    out: str | None = None,
+    out: str | Callable[[cfg_mod.Config], str] | None = None,
+    shortcuts: dict[str, Any] | None = None,
     **stage_kwargs: Any,
 ) -> Any | None:
     """A training stage: ``--steps``/``--minutes`` set ``SECTION.train.*``; the stage's report.
 
     With ``--dry-run``, the config and the parameter counts instead (and None). ``run`` is the stage's,
-    called as ``run(cfg, *lead, data, RUN/out)`` (``out``: default ``section``).
+    called as ``run(cfg, *lead, data, RUN/out)`` (``out``: default ``section``; a function of the config).
+    ``shortcuts``: the command's own options, by config key.
     """
     opts = job.opts
-    cfg = opts.resolve({f"{section}.train.steps": job.steps, f"{section}.train.minutes": job.minutes})
+    cfg = opts.resolve(
+        {f"{section}.train.steps": job.steps, f"{section}.train.minutes": job.minutes, **(shortcuts or {})}
+    )
     if opts.print_dry_run(cfg):
         _print_parameters(counts(cfg))
         return None
-    out_dir = job.run_dir / (out or section)
+    out_dir = job.run_dir / ((out(cfg) if callable(out) else out) or section)
     return run(
         cfg, *lead, job.data_dir, out_dir, force=opts.force, resume=job.resume, log=log, **stage_kwargs
     )
@@ -172,11 +185,24 @@ def train_unimodal(modality: ModalityOpt, *, job: Training) -> None:
 @app.command("train-diffuser")
 @handle_errors
 @training_options()
-def train_diffuser(*, job: Training) -> None:
-    """Train the dynamic diffusers over the frozen uni-modal models (diffuser.modalities)."""
-    from cdiff.stages import train_diffuser as stage
+def train_diffuser(modalities: DiffuserModalitiesOpt = None, *, job: Training) -> None:
+    """Train the dynamic diffusers over the frozen uni-modal models (--modalities, default diffuser.modalities).
 
-    report = _train(job, "diffuser", stage.parameter_counts, stage.run, job.run_dir)
+    The set of mask and text lives in RUN/diffuser, every other set in RUN/diffuser-<its modalities> (e.g. RUN/diffuser-mask-sketch-text), so one run holds several.
+    """
+    from cdiff.stages import train_diffuser as stage
+    from cdiff.stages.run import set_part
+
+    mods = parse_modalities(modalities)
+    report = _train(
+        job,
+        "diffuser",
+        stage.parameter_counts,
+        stage.run,
+        job.run_dir,
+        out=lambda cfg: set_part(cfg.diffuser.modalities),
+        shortcuts={"diffuser.modalities": mods},
+    )
     if report is None:
         return
     _training_summary(

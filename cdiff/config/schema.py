@@ -220,7 +220,9 @@ class EvaluateConfig:
     """``cdiff evaluate``: validation condition pairs (the mask of one face, the caption of another)."""
 
     pairs: int = 100  # N validation pairs, one image per pair and method (seed + pair index)
-    methods: tuple[str, ...] = ("collaborative", "composable", "text", "mask")
+    methods: tuple[str, ...] = (
+        "all",
+    )  # all: every method the run has models for (collaborative-released not)
     seed: int = 0
     fid_images: int = 50  # the paper's FID protocol: 50 images (also reported at N)
     examples: int = 8  # sample rows per method in the HTML report

@@ -21,19 +21,21 @@ from cdiff.errors import InputError
 from cdiff.imageio import grid, save_png
 from cdiff.rundir import fresh_output
 from cdiff.stages import generate as gen
-from cdiff.stages.run import Run
+from cdiff.stages.run import Run, set_name
 
 
-def methods_for(run: Run) -> list[str]:
-    """Every method the run has models for (collaborative only with trained diffusers)."""
+def methods_for(run: Run, mods: list[str]) -> list[str]:
+    """Every method the run has models for, over the modalities ``mods``: collaborative (with their
+    diffuser set), composable, ``collaborative-<set>`` for each smaller set of the run within ``mods``
+    (the pairs of a three-way run), and each uni-modal model."""
+    sets = [v for v in run.diffuser_sets().values() if set(v) <= set(mods)]
+    full = [v for v in sets if sorted(v) == sorted(mods)]
+    smaller = [gen.SET_METHOD + set_name(v) for v in sets if len(v) < len(mods)]
     return [
-        m
-        for m in gen.methods()
-        if (
-            m == "composable"
-            or (m == "collaborative" and run.has("diffuser"))
-            or (m not in gen.MULTI and run.has(m))
-        )
+        *(["collaborative"] if full else []),
+        "composable",
+        *sorted(smaller),
+        *[m for m in modalities.names() if m in mods and run.has(m)],
     ]
 
 
@@ -46,17 +48,21 @@ def sample_all(
         raise InputError(
             "--method all compares the methods at their defaults; drop --weights/--reweight/--influence-every"
         )
-    both = gen.modalities_of("composable", cfg, run)
-    rows = gen.condition_rows(dataclasses.replace(req, method="composable"), both, run)
+    lead = dataclasses.replace(req, method="composable")
+    every = gen.modalities_of("composable", cfg, run, gen.chosen_modalities(lead))
+    rows = gen.condition_rows(lead, every, run)
     out: dict[str, gen.Generation] = {}
-    for method in [m for m in methods_for(run) if m in gen.MULTI or m in both]:
-        keep = [method] if method not in gen.MULTI else both
+    for method in methods_for(run, every):
+        keep = [method] if method not in gen.MULTI else every
+        if method.startswith(gen.SET_METHOD):
+            keep = method.removeprefix(gen.SET_METHOD).split("-")
         sub = dataclasses.replace(
             req,
             method=method,
+            modalities=every if method in gen.MULTI else None,
             pairs=[{m: r[m] for m in keep} for r in rows],
             conditions={},
-            save_intermediates=req.save_intermediates and method == "collaborative",
+            save_intermediates=req.save_intermediates and gen.base_method(method) == "collaborative",
         )
         out[method] = gen.sample(dataclasses.replace(cfg), sub, run, progress)
     return out

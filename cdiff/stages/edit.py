@@ -48,7 +48,7 @@ from cdiff.stages import sampling_common as sc
 from cdiff.stages.edit_state import EMBEDDINGS, INPUT, NOISE, load_state, save_state, state_bytes  # noqa: F401
 from cdiff.stages.generate import INTERMEDIATES, check_out, save_intermediates, write_to
 from cdiff.stages.imagic import EditState
-from cdiff.stages.run import Run
+from cdiff.stages.run import Run, command_of, set_name
 
 
 @dataclass
@@ -91,14 +91,15 @@ def _targets_in_order(req: EditRequest, run: Run) -> list[str]:
         ]
         both = "or both" if len(options) == 2 else "or several"
         raise InputError(f"give {', '.join(options)} {both} (several together: collaborative)")
-    if len(mods) > 1:
-        order = run.diffuser_modalities(mods)
-        missing = [m for m in mods if m not in order]
-        if missing:
+    if len(mods) > 1:  # the diffuser set of these targets, in its trained order
+        part = run.diffuser_part(mods)
+        if not run.has(part):
+            sets = ", ".join(set_name(v) for v in run.diffuser_sets().values()) or "none"
             raise InputError(
-                f"the run's dynamic diffusers do not combine {', '.join(missing)}; edit toward one target"
+                f"{run.root} has no dynamic diffusers combining {', '.join(mods)} (its sets: {sets}); train "
+                f"them ({command_of(part, run.root)}) or edit toward fewer targets"
             )
-        mods = [m for m in order if m in mods]
+        mods = run.diffuser_modalities(mods, mods)
     return mods
 
 
@@ -141,7 +142,7 @@ def optimise(cfg: Config, req: EditRequest, run: Run, progress=None) -> tuple[Ed
     if run.dtype != torch.float32:  # the optimisations in mixed precision (--dtype)
         settings["precision"] = str(run.dtype).removeprefix("torch.")
     vae, vae_meta = run.vae()
-    diffusers = run.diffusers()[0] if len(mods) > 1 else None
+    diffusers = run.diffusers(mods)[0] if len(mods) > 1 else None
     experts = {m: run.fresh_expert(m) for m in mods}
     cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, run.expert(mods[0])[1]["diffusion"])
     cfg_mod.check_sample(cfg.sample, cfg.diffusion.timesteps)

@@ -70,7 +70,7 @@ def load_state(src: Path, run: Run, settings: dict) -> EditState:
         for m in mods
         if (src / f"target_{m}.png").is_file()
     }
-    diffusers = run.diffusers()[0] if len(mods) > 1 else None
+    diffusers = run.diffusers(mods)[0] if len(mods) > 1 else None
     return EditState(
         run.root, experts, targets, optimised, noise, vae, vae_meta, settings, diffusers, raw, {}, image
     )

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -52,26 +53,46 @@ from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the repor
     RECONSTRUCTED,
     RELEASED,
     claim_lines,
+    columns,
     table_rows,
     write_html,
     write_samples,
 )
-from cdiff.stages.run import Run
+from cdiff.stages.run import Run, set_name
 
 
 def methods() -> list[str]:
     return [*gen.methods(), RELEASED]
 
 
+def expand_methods(asked: list[str], run: Run, mods: list[str]) -> list[str]:
+    """``asked`` with ``all`` replaced by every method the run has models for over ``mods`` (see
+    :func:`~cdiff.stages.compare.methods_for`), each named once; unknown names are a one-line error."""
+    from cdiff.stages.compare import methods_for
+
+    have = methods_for(run, mods)
+    out: list[str] = []
+    for m in asked:
+        out += have if m == gen.ALL else [m]
+    sets = [x for x in have if x.startswith(gen.SET_METHOD)]
+    unknown = [m for m in out if m not in methods() and m not in sets]
+    if unknown or not out:
+        bad = unknown[0] if unknown else ""
+        hint = f" (the run's sets within {', '.join(mods)}: {', '.join(sets)})" if sets else ""
+        raise InputError(f"unknown --method '{bad}'; choose from {', '.join(methods())}, {gen.ALL}{hint}")
+    return list(dict.fromkeys(out))
+
+
 @dataclass
 class EvaluateRequest:
     """What to evaluate; the sampling settings are ``cfg.sample`` (``sample.weights``: composable's)."""
 
-    methods: list[str] = field(default_factory=lambda: list(gen.methods()))
+    methods: list[str] = field(default_factory=lambda: [gen.ALL])
     pairs: int | None = None  # None: the config's evaluate.pairs
     seed: int | None = None
     inception: Path | None = None
     fid_images: int | None = None
+    modalities: list[str] | None = None  # which diffuser set's modalities (None: RUN/diffuser's)
 
 
 @dataclass
@@ -107,11 +128,16 @@ def summarise(scores: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def claims_of(mods: list[str]) -> list[tuple[str, str, str]]:
     """The paper's claims, "method scores higher than other on metric": collaborative beats composable
-    on every modality's headline score, and beats each uni-modal model on the others' conditions."""
+    on every modality's headline score, beats each smaller set of experts (three-way: each pair) on the
+    conditions that set leaves out, and each uni-modal model on the others' conditions."""
     heads = [(m, modalities.get(m).headline) for m in mods if modalities.get(m).headline]
     versus_composable = [("collaborative", "composable", h) for _, h in heads]
+    smaller = [s for k in range(len(mods) - 1, 1, -1) for s in itertools.combinations(mods, k)]
+    versus_sets = [
+        ("collaborative", gen.SET_METHOD + set_name(s), h) for s in smaller for m, h in heads if m not in s
+    ]
     versus_experts = [("collaborative", o, h) for m, h in heads for o in mods if o != m]
-    return versus_composable + versus_experts
+    return versus_composable + versus_sets + versus_experts
 
 
 @dataclass
@@ -194,17 +220,13 @@ def _setup(
 ) -> Setup:
     """What the methods are judged with (``judged=False``: only what sampling needs, for the other
     processes of a job)."""
-    unknown = [m for m in req.methods if m not in methods()]
-    if unknown or not req.methods:
-        raise InputError(
-            f"unknown --method '{unknown[0] if unknown else ''}'; choose from {', '.join(methods())}"
-        )
     check_seed(cfg.evaluate.seed if req.seed is None else req.seed, req.pairs or cfg.evaluate.pairs)
     inception_path = M.find_inception(req.inception)
     data = PreparedDataset.open(data_dir)
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
     run.require("evaluator")
-    mods = run.diffuser_modalities([m for m in modalities.names() if run.has(m)])
+    mods = run.diffuser_modalities([m for m in modalities.names() if run.has(m)], req.modalities)
+    req.methods = expand_methods(req.methods, run, mods)
     seed = cfg.evaluate.seed if req.seed is None else req.seed
     pairs = choose_pairs(data, req.pairs or cfg.evaluate.pairs, seed, mods)
     if not judged:
@@ -248,8 +270,17 @@ def _method(
     (by the main process; the others only sample their share: ``partial`` None)."""
     base = "collaborative" if method == RELEASED else method
     mods = setup.judges.mods if base in gen.MULTI else [base]
+    if base.startswith(gen.SET_METHOD):  # a smaller diffuser set: the conditions it leaves out unused
+        mods = [m for m in setup.judges.mods if m in base.removeprefix(gen.SET_METHOD).split("-")]
     rows = [{m: modalities.get(m).dataset_value(setup.data, p[m]) for m in mods} for p in setup.pairs]
-    greq = gen.GenerateRequest(method=base, pairs=rows, num=1, seed=setup.seed, seed_per_row=True)
+    greq = gen.GenerateRequest(
+        method=base,
+        pairs=rows,
+        num=1,
+        seed=setup.seed,
+        seed_per_row=True,
+        modalities=mods if base in gen.MULTI else None,
+    )
     sample = dataclasses.replace(
         cfg.sample,
         reweight="released" if method == RELEASED else cfg.sample.reweight,
@@ -344,9 +375,19 @@ def _metrics(
         }
         for k, p in enumerate(setup.pairs)
     ]
+    heads = [key for key, _, _ in columns(mods)]
+    intervals = {
+        meth: {
+            k: [round(r["low"], 4), round(r["high"], 4)]
+            for k in heads
+            if k in scores and (r := M.mean_interval(scores[k], seed=seed))["pairs"]
+        }
+        for meth, scores in per_image.items()
+    }
     return {
         "settings": settings,
         "methods": results,
+        "intervals": intervals,  # bootstrap 95 % intervals of each method's consistency scores
         "references": references,
         "claims": claims,
         "evaluator": setup.judges.meta.get("metrics", {}),

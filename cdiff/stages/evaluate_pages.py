@@ -56,10 +56,11 @@ def table_rows(metrics: dict[str, Any], short: bool = False) -> tuple[list[str],
             label = name if group == "methods" else f"reference: {name}"
             if short:
                 label = SHORT_ROWS.get(name, label)
+            spans = metrics.get("intervals", {}).get(name, {}) if group == "methods" else {}
             rows.append(
                 [
                     label,
-                    *[fmt(rec.get(c)) for c, _, _ in cols],
+                    *[with_interval(rec.get(c), spans.get(c), short) for c, _, _ in cols],
                     *[fmt(rec.get(f"{a}_accuracy")) for a in names],
                     *[fmt(rec.get(q), 2) for q in quality],
                 ]
@@ -71,6 +72,15 @@ def _quality_title(key: str, short: bool = False) -> str:
     if key == "fd_evaluator":
         return "FD (eval.)" if short else "FD (evaluator features)"
     return f"FID@{key[4:]}"
+
+
+def with_interval(v: Any, span: list[float] | None, short: bool) -> str:
+    """``0.922 (0.911–0.933)``, or ``0.922±0.011`` (``short``): a score with its bootstrap 95 % interval."""
+    if span is None or v is None:
+        return fmt(v)
+    if short:
+        return f"{fmt(v)}±{(span[1] - span[0]) / 2:.3f}"
+    return f"{fmt(v)} ({fmt(span[0])}–{fmt(span[1])})"
 
 
 def fmt(v: Any, digits: int = 3) -> str:

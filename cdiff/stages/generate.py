@@ -53,6 +53,9 @@ from cdiff.stages.run import Run
 
 MULTI = ("collaborative", "composable")
 ALL = "all"  # every method, side by side
+SET_METHOD = (
+    "collaborative-"  # collaborative-<set>: the diffuser set of those modalities (collaborative-mask-sketch)
+)
 SOURCE_KEY = "{}_of"  # JSONL keys that say where a modality's condition came from (and "caption_of")
 
 
@@ -73,6 +76,9 @@ class GenerateRequest:
     save_intermediates: bool = False
     val_conditions: int = 4  # used when no condition is given
     seed_per_row: bool = False  # each condition row its own seeds (seed + row * num + k), not the same ones
+    modalities: list[str] | None = (
+        None  # which experts (and diffuser set) combine; None: see chosen_modalities
+    )
 
 
 @dataclass
@@ -131,10 +137,34 @@ def read_pairs_file(path: Path) -> list[dict[str, str]]:
     return pairs
 
 
-def modalities_of(method: str, cfg: Config, run: Run) -> list[str]:
+def base_method(method: str) -> str:
+    """``collaborative`` for ``collaborative-<set>``, else the method itself."""
+    return "collaborative" if method.startswith(SET_METHOD) else method
+
+
+def chosen_modalities(req: GenerateRequest) -> list[str] | None:
+    """What a multi-modal method combines: a ``collaborative-<set>`` method's modalities, ``--modalities``,
+    or those of the conditions given when two or more; None: the run's default diffuser set."""
+    named = req.method.removeprefix(SET_METHOD).split("-") if req.method.startswith(SET_METHOD) else None
+    if named is not None and req.modalities and sorted(req.modalities) != sorted(named):
+        raise InputError(f"--method {req.method} combines {', '.join(named)}; drop --modalities")
+    chosen = named or req.modalities
+    if chosen is not None:
+        chosen = modalities.check(list(dict.fromkeys(chosen)), "--modalities")
+        if len(chosen) < 2:
+            raise InputError(f"--modalities needs two or more of {', '.join(modalities.names())}")
+        return chosen
+    given = [m for m, v in req.conditions.items() if v]
+    if req.pairs:
+        given = [m for m in req.pairs[0] if all(m in rec for rec in req.pairs)]
+    return modalities.check(given, "conditions") if len(given) > 1 else None
+
+
+def modalities_of(method: str, cfg: Config, run: Run, chosen: list[str] | None = None) -> list[str]:
+    """The modalities ``method`` conditions on: its own, or the diffuser set's for ``chosen`` (trained order)."""
     if method in modalities.names():
         return [method]
-    return modalities.check(run.diffuser_modalities(cfg.diffuser.modalities))  # the run's diffusers' set
+    return modalities.check(run.diffuser_modalities(cfg.diffuser.modalities, chosen))
 
 
 def condition_rows(req: GenerateRequest, mods: list[str], run: Run) -> list[dict[str, Any]]:
@@ -190,15 +220,21 @@ def _val_rows(run: Run, mods: list[str], n: int) -> list[dict[str, Any]]:
     return [{m: modalities.get(m).dataset_value(run.data, i) for m in mods} for i in ids]
 
 
-def predictor_for(method: str, cfg: Config, run: Run) -> tuple[CollabPredictor, list[str], dict[str, Any]]:
+def predictor_for(
+    method: str, cfg: Config, run: Run, chosen: list[str] | None = None
+) -> tuple[CollabPredictor, list[str], dict[str, Any]]:
     """The predictor for ``method`` with ``cfg.sample``'s settings, its modalities, and the settings record.
 
-    Adopts the schedule the models were trained with (``cfg.diffusion``) and checks the settings against it.
+    ``chosen``: what a multi-modal method combines (:func:`chosen_modalities`). Adopts the schedule the
+    models were trained with (``cfg.diffusion``) and checks the settings against it.
     """
+    method = base_method(method)
     if method not in methods():
-        raise InputError(f"unknown --method '{method}'; choose {', '.join(methods())} or {ALL}")
+        raise InputError(
+            f"unknown --method '{method}'; choose {', '.join(methods())}, {SET_METHOD}<modalities> or {ALL}"
+        )
     s = cfg.sample
-    mods = modalities_of(method, cfg, run)
+    mods = modalities_of(method, cfg, run, chosen if method in MULTI else None)
     metas = {m: run.expert(m)[1] for m in mods}
     if s.guidance != 1.0:
         plain = [m for m in mods if metas[m]["unimodal"]["cond_dropout"] <= 0]
@@ -234,7 +270,7 @@ def predictor_for(method: str, cfg: Config, run: Run) -> tuple[CollabPredictor, 
     if s.compile:
         run.compile(mods, method == "collaborative")
     experts = {m: run.expert(m)[0] for m in mods}
-    diffusers = run.diffusers()[0] if method == "collaborative" else None
+    diffusers = run.diffusers(mods)[0] if method == "collaborative" else None
     weights = [1.0] if method not in MULTI else s.weights
     predictor = CollabPredictor(
         Collaboration(experts, diffusers, mods),
@@ -273,7 +309,7 @@ def sample(
     rows = max([len(req.pairs), *(len(v) for v in req.conditions.values()), 1])
     check_seed(req.seed, req.num * rows)
     # 1. models
-    predictor, mods, settings = predictor_for(req.method, cfg, run)
+    predictor, mods, settings = predictor_for(req.method, cfg, run, chosen_modalities(req))
     vae, vae_meta = run.vae()
     # 2. conditions, each repeated for num seeds
     notes: list[str] = []

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cdiff import modalities
+from cdiff.config.schema import DiffuserConfig
 from cdiff.data.prepared import PreparedDataset
 from cdiff.errors import InputError
 from cdiff.modalities import Context
@@ -25,14 +26,30 @@ from cdiff.models.unimodal import UnimodalModel
 from cdiff.rundir import output_sha, require_stage
 
 STAGES = {"vae": "train-vae", "diffuser": "train-diffuser", "evaluator": "train-evaluator"}
+DIFFUSER = "diffuser"  # RUN/diffuser: the set of the default pair; every other set RUN/diffuser-<names>
+DEFAULT_SET = DiffuserConfig().modalities  # the paper's pair (mask, text): diffuser.modalities' default
+
+
+def set_name(mods: list[str] | tuple[str, ...]) -> str:
+    """A diffuser set's name: its modalities in alphabetical order, joined by '-' (``mask-sketch-text``)."""
+    return "-".join(sorted(mods))
+
+
+def set_part(mods: list[str] | tuple[str, ...]) -> str:
+    """Where the diffuser set of ``mods`` lives: ``diffuser`` (the default pair) or ``diffuser-<set_name>``."""
+    return DIFFUSER if sorted(mods) == sorted(DEFAULT_SET) else f"{DIFFUSER}-{set_name(mods)}"
 
 
 def stage_of(part: str) -> str:
     """The stage whose output lives in ``RUN/part``."""
+    if part.startswith(DIFFUSER + "-"):
+        return STAGES[DIFFUSER]
     return STAGES.get(part) or f"train-unimodal-{part}"
 
 
 def command_of(part: str, root: Path) -> str:
+    if part.startswith(DIFFUSER + "-"):
+        return f"cdiff train-diffuser --modalities {part.removeprefix(DIFFUSER + '-').replace('-', ',')} --run {root}"
     if part in STAGES:
         return f"cdiff {STAGES[part]} --run {root}"
     return f"cdiff train-unimodal --modality {part} --run {root}"
@@ -50,6 +67,7 @@ class Run:
         self.root = Path(root)
         self.device, self.dtype = torch.device(device), dtype
         self._experts: dict[str, tuple[UnimodalModel, dict]] = {}
+        self._diffuser_sets: dict[str, tuple[DiffuserSet, dict]] = {}
         self._contexts: dict[str, Context] = {}
 
     def __repr__(self) -> str:
@@ -90,22 +108,68 @@ class Run:
         model, _ = self.expert(m)
         return copy.deepcopy(model).float()
 
-    @cached_property
-    def _diffusers(self) -> tuple[DiffuserSet, dict]:
-        self.require("diffuser")
-        diffusers, meta = store.load(self.root / "diffuser", "diffuser")
+    def diffuser_sets(self) -> dict[str, list[str]]:
+        """The run's trained diffuser sets: ``{folder: modalities}`` (``diffuser`` first, then by size and name)."""
+        sets = {}
+        for folder in sorted(self.root.glob(DIFFUSER + "*")):
+            record = folder / "config.json"
+            if (folder / "manifest.json").is_file() and record.is_file():
+                try:
+                    sets[folder.name] = list(json.loads(record.read_text())["diffuser"]["modalities"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a damaged record: loading the set names the fix
+        order = sorted(sets, key=lambda k: (k != DIFFUSER, len(sets[k]), k))
+        return {k: sets[k] for k in order}
+
+    def diffuser_part(self, mods: list[str] | tuple[str, ...] | None = None) -> str:
+        """The folder of the diffuser set combining ``mods`` (None: ``diffuser``, else the run's only set)."""
+        sets = self.diffuser_sets()
+        if mods is None:
+            if DIFFUSER in sets or not sets:
+                return DIFFUSER
+            if len(sets) == 1:
+                return next(iter(sets))
+            raise InputError(
+                f"{self.root} has several diffuser sets ({', '.join(set_name(v) for v in sets.values())}); "
+                "choose one with --modalities (e.g. --modalities "
+                + ",".join(sorted(next(iter(sets.values()))))
+                + ")"
+            )
+        for part, found in sets.items():
+            if sorted(found) == sorted(mods):
+                return part
+        return set_part(mods)
+
+    def diffuser_modalities(
+        self, default: list[str] | tuple[str, ...], mods: list[str] | tuple[str, ...] | None = None
+    ) -> list[str]:
+        """The modalities of the diffuser set for ``mods`` (see :meth:`diffuser_part`) in their trained
+        order (``mods`` itself, or without any diffusers ``default``, when the run has no such set)."""
+        sets = self.diffuser_sets()
+        part = self.diffuser_part(mods)
+        if part in sets:
+            return sets[part]
+        return list(mods if mods is not None else default)
+
+    def diffusers(self, mods: list[str] | tuple[str, ...] | None = None) -> tuple[DiffuserSet, dict]:
+        """The dynamic diffusers combining ``mods`` (None: see :meth:`diffuser_part`), checked against the
+        experts they were trained with, and their record."""
+        part = self.diffuser_part(mods)
+        if part not in self._diffuser_sets:
+            self._diffuser_sets[part] = self._load_diffusers(part)
+        return self._diffuser_sets[part]
+
+    def _load_diffusers(self, part: str) -> tuple[DiffuserSet, dict]:
+        self.require(part)
+        diffusers, meta = store.load(self.root / part, "diffuser")
         for m in diffusers.modalities:
             sha = output_sha(self.root / m, "model.safetensors")
             if meta.get("experts", {}).get(m, sha) != sha:
                 raise InputError(
-                    f"the dynamic diffusers in {self.root / 'diffuser'} were trained with another {m} model; "
-                    f"retrain them: cdiff train-diffuser --run {self.root} --force"
+                    f"the dynamic diffusers in {self.root / part} were trained with another {m} model; "
+                    f"retrain them: {command_of(part, self.root)} --force"
                 )
         return diffusers.to(self.device, self.dtype), meta
-
-    def diffusers(self) -> tuple[DiffuserSet, dict]:
-        """The dynamic diffusers (checked against the experts they were trained with) and their record."""
-        return self._diffusers
 
     def compile(self, mods: list[str], diffusers: bool) -> None:
         """``torch.compile`` the UNets of the experts of ``mods`` (and of the diffusers) in place, once:
@@ -113,7 +177,7 @@ class Run:
         check_compiler(self.device)
         nets = [self.expert(m)[0].unet for m in mods]
         if diffusers:
-            nets += [net.unet for net in self.diffusers()[0].nets.values()]
+            nets += [net.unet for net in self.diffusers(mods)[0].nets.values()]
         for net in nets:
             if not getattr(net, "_cdiff_compiled", False):
                 net.compile()
@@ -127,13 +191,6 @@ class Run:
     def evaluator(self) -> tuple[Any, dict]:
         """The evaluator models (:class:`cdiff.models.evaluator.Evaluator`, float32) and their record."""
         return self._evaluator
-
-    def diffuser_modalities(self, default: list[str] | tuple[str, ...]) -> list[str]:
-        """The modalities the run's diffusers combine (without diffusers: ``default``)."""
-        path = self.root / "diffuser" / "config.json"
-        if path.is_file():
-            return list(json.loads(path.read_text())["diffuser"]["modalities"])
-        return list(default)
 
     # ---- data and conditions -----------------------------------------------------------------
 
@@ -166,7 +223,7 @@ class Run:
         return modalities.get(m).null(like, self.context(m))
 
 
-__all__ = ["Run", "command_of", "stage_of"]
+__all__ = ["DEFAULT_SET", "Run", "command_of", "set_name", "set_part", "stage_of"]
 
 
 def check_compiler(device: torch.device) -> None:
