@@ -1079,3 +1079,37 @@ def test_edit_toward_a_sketch_alone_and_with_a_mask(three_way, tmp_path):
         *EDIT_FAST,
     )
     assert r.exit_code == 2 and "no dynamic diffusers combining text, sketch (its sets: mask-text" in r.output
+
+
+def test_demo_weights_ship_the_sketch_model_and_every_diffuser_set(three_way, tmp_path):
+    from cdiff.stages import demo_weights
+
+    shipped = tmp_path / "shipped"
+    sizes = demo_weights.export(three_way, shipped)
+    assert {"sketch", "diffuser-mask-sketch", "diffuser-mask-sketch-text"} <= set(sizes)
+    record = json.loads((shipped / "diffuser-mask-sketch-text" / "config.json").read_text())
+    assert set(record["experts"]) == {"mask", "text", "sketch"}  # naming the shipped (fp16) experts
+    pairs = [json.loads(x) for x in (shipped / "examples" / "pairs.jsonl").read_text().splitlines()]
+    assert all(len({p["mask_of"], p["caption_of"], p["sketch_of"]}) == 3 for p in pairs)  # three faces
+    run2 = tmp_path / "run2"
+    assert {"sketch", "diffuser-mask-sketch"} <= set(demo_weights.import_demo(run2, source=shipped))
+    out = tmp_path / "g"
+    r = cli(
+        "generate",
+        "--run",
+        run2,
+        "--modalities",
+        "mask,text,sketch",
+        "--method",
+        "all",
+        "--num",
+        1,
+        "--steps",
+        2,
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "collaborative-mask-sketch" / "grid.png").is_file() and (
+        out / "sketches" / "000.png"
+    ).is_file()

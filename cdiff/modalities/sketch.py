@@ -60,6 +60,10 @@ class Sketch(PictureModality):
     option_type = Path
     describes = "a sketch (a PNG or JPEG line drawing)"
 
+    @property
+    def plural(self) -> str:
+        return "sketches"
+
     def build_encoder(self, cfg: Any, latent_size: int, vocab_size: int | None = None) -> SketchCondition:
         return SketchCondition(
             cfg.sketch_grid, cfg.sketch_patch, cfg.unet.cross_attention_dim, latent_size, cfg.sketch_concat

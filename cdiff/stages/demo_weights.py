@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from cdiff.data.masks import CLASS_NAMES, write_mask
 from cdiff.data.prepared import PreparedDataset
+from cdiff.data.sketches import encode_sketch
 from cdiff.errors import InputError
 from cdiff.imageio import save_png
 from cdiff.rundir import atomic_write_json, read_manifest, require_stage, sha256_file
@@ -43,8 +44,10 @@ PARTS = {  # folder → the stage that trains it
     "diffuser": "train-diffuser",
 }
 EVALUATOR = "evaluator"  # the evaluate stage's parser and classifier (shipped too, optional in a run)
+DIFFUSER_SETS = "diffuser-"  # every other diffuser set (diffuser-mask-sketch-text, ...): shipped when trained
 EVALUATOR_FILES = ("parser.safetensors", "classifier.safetensors")
 WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
+SKETCH = "sketch"  # the sketch model's folder: with it, the example pairs get a third face's sketch
 PAIRS = "pairs.jsonl"
 HAT = CLASS_NAMES.index("hat")
 REFERENCE_SETTINGS = {"method": "collaborative", "num": 1, "seed": 0, "steps": 10, "eta": 0.0, "pairs": 4}
@@ -64,6 +67,16 @@ def shipped_run() -> Path:
             "train them with `make demo-train`, or pass --run RUN"
         )
     return folder
+
+
+def optional_parts(run_dir: Path) -> dict[str, str]:
+    """The run's other finished models, shipped when it has them: ``{folder: stage}`` for each further
+    expert (the sketch model) and each further diffuser set (``diffuser-mask-sketch-text``, ...)."""
+    from cdiff import modalities
+
+    found = {m: f"train-unimodal-{m}" for m in modalities.names() if m not in PARTS}
+    found |= {p.name: "train-diffuser" for p in sorted(run_dir.glob(DIFFUSER_SETS + "*"))}
+    return {p: stage for p, stage in found.items() if (run_dir / p / "manifest.json").is_file()}
 
 
 def _fp16_copy(src: Path, dst: Path) -> None:
@@ -146,14 +159,22 @@ def _edit_example(data: PreparedDataset) -> tuple[str, str]:
 
 
 def _write_examples(run_dir: Path, dest: Path, photos: int = 3) -> None:
+    """Example pairs (with the sketch of a third face when the run has a sketch model), photos, the edit's."""
     data = PreparedDataset.open(run_dir / "data")
     (dest / "masks").mkdir(parents=True)
     (dest / "photos").mkdir()
-    lines = []
-    for p in example_pairs(data):
+    sketches = (run_dir / SKETCH / "manifest.json").is_file()
+    val, lines = data.split("val"), []
+    for k, p in enumerate(example_pairs(data)):
         write_mask(dest / "masks" / f"{p['mask_of']}.png", data.label(p["mask_of"]))
         record = {"mask": f"masks/{p['mask_of']}.png", "text": p["text"]}
-        lines.append(json.dumps({**record, "mask_of": p["mask_of"], "caption_of": p["caption_of"]}))
+        record |= {"mask_of": p["mask_of"], "caption_of": p["caption_of"]}
+        if sketches:  # a face neither the mask nor the caption came from
+            third = next(i for i in val[k + 2 :] + val if i not in (p["mask_of"], p["caption_of"]))
+            (dest / "sketches").mkdir(exist_ok=True)
+            (dest / "sketches" / f"{third}.png").write_bytes(encode_sketch(data.sketch(third)))
+            record |= {"sketch": f"sketches/{third}.png", "sketch_of": third}
+        lines.append(json.dumps(record))
     (dest / PAIRS).write_text("\n".join(lines) + "\n")
     for i in data.split("val")[:photos]:
         save_png(dest / "photos" / f"{i}.png", data.image(i), {"caption": data.records()[i]["caption"]})
@@ -207,14 +228,16 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
         "dtype": "float16",
         "from_run": str(run_dir),
     }
-    shipped = {part: (stage, (WEIGHTS,)) for part, stage in PARTS.items()}
+    extra = optional_parts(run_dir)
+    shipped = {part: (stage, (WEIGHTS,)) for part, stage in {**PARTS, **extra}.items()}
     shipped[EVALUATOR] = ("train-evaluator", EVALUATOR_FILES)
     for part, (stage, files) in shipped.items():
         stages[part] = _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha)
     # the diffusers name the experts they were trained with: now the shipped (fp16) files
-    record = json.loads((staging / "diffuser" / CONFIG).read_text())
-    record["experts"] = {m: sha[m] for m in record["experts"]}
-    (staging / "diffuser" / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    for part in ["diffuser", *(p for p in extra if p.startswith(DIFFUSER_SETS))]:
+        record = json.loads((staging / part / CONFIG).read_text())
+        record["experts"] = {m: sha[m] for m in record["experts"]}
+        (staging / part / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
     # 2. examples (the run gets the same: make demo reads them) and reference images
     _write_examples(run_dir, staging / EXAMPLES)
     shutil.rmtree(run_dir / EXAMPLES, ignore_errors=True)
@@ -261,7 +284,8 @@ def _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha) -> dict
         shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
     manifest["shipped"] = origin
     atomic_write_json(staging / part / "manifest.json", manifest)
-    section = "unimodal" if manifest["stage"].startswith("train-unimodal") else part
+    section = {"train-diffuser": "diffuser"}.get(manifest["stage"], part)
+    section = "unimodal" if manifest["stage"].startswith("train-unimodal") else section
     return {
         "wall_time_s": manifest.get("wall_time_s"),
         "metrics": manifest.get("metrics", {}),
@@ -278,7 +302,8 @@ def import_demo(run_dir: Path, force: bool = False, source: Path | None = None) 
         raise InputError(
             f"{source} lacks {', '.join(missing)}; train the demo weights with `make demo-train`"
         )
-    parts = [*PARTS, EXAMPLES] + ([EVALUATOR] if (source / EVALUATOR / CONFIG).is_file() else [])
+    parts = [*PARTS, *optional_parts(source), EXAMPLES]
+    parts += [EVALUATOR] if (source / EVALUATOR / CONFIG).is_file() else []
     existing = [p for p in parts if (run_dir / p).exists()]
     if existing and not force:
         raise InputError(
