@@ -990,7 +990,7 @@ def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_
     )
     assert r.exit_code == 2 and "cannot read the sketch" in r.output
     # evaluation on mismatched triples: mask of face k, caption of face k+1, sketch of face k+2
-    ev = tmp_path / "ev"
+    ev = run / "evaluation-three-way"
     methods = ["--method", "collaborative", "--method", "composable", "--method", "collaborative-mask-sketch"]
     r = cli(
         "evaluate",
@@ -1025,6 +1025,10 @@ def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_
     _, rows = table_rows(metrics, short=True)  # the terminal's table: each score with its interval
     assert "±" in rows[0][1] and "±" not in rows[-1][1]  # methods have intervals, reference rows none
     assert "(0." in (ev / "report.html").read_text().split("sketch F-score")[1]
+    r = runner.invoke(app, ["report", "--run", str(run), "--force"])  # the run's page shows every set
+    assert r.exit_code == 0, r.output
+    page = (run / "report.html").read_text()
+    assert "dynamic diffusers (mask, sketch, text)" in page and "Evaluation: mask, text, sketch" in page
 
 
 def test_edit_toward_a_sketch_alone_and_with_a_mask(three_way, tmp_path):

@@ -52,9 +52,20 @@ def _img(path: Path, root: Path, width: int | None = None, alt: str = "") -> str
     return f'<img src="{html.escape(path.relative_to(root).as_posix())}"{w} alt="{html.escape(alt)}">'
 
 
+def _all_stages(run_dir: Path) -> list[tuple[str, str, str | None, str | None]]:
+    """:func:`stages`, with each further diffuser set of the run after the first."""
+    found = stages()
+    at = next(i for i, st in enumerate(found) if st[0] == "diffuser") + 1
+    more = []
+    for folder in sorted(run_dir.glob("diffuser-*")):
+        mods = folder.name.removeprefix("diffuser-").replace("-", ", ")
+        more.append((folder.name, f"dynamic diffusers ({mods})", "final_loss", "final loss"))
+    return found[:at] + more + found[at:]
+
+
 def _models(run_dir: Path) -> str:
     rows = []
-    for folder, name, key, label in stages():
+    for folder, name, key, label in _all_stages(run_dir):
         m = _manifest(run_dir / folder)
         if m is None:
             continue
@@ -79,8 +90,15 @@ def _models(run_dir: Path) -> str:
     )
 
 
-def _evaluation(run_dir: Path, root: Path) -> str:
-    folder = run_dir / "evaluation"
+def _evaluations(run_dir: Path, root: Path) -> str:
+    """Every evaluation of the run: ``evaluation/`` first, then others (``evaluation-three-way/``, ...)."""
+    folders = sorted(
+        run_dir.glob("evaluation*/metrics.json"), key=lambda p: (p.parent.name != "evaluation", p)
+    )
+    return "".join(_evaluation(f.parent, root) for f in folders)
+
+
+def _evaluation(folder: Path, root: Path) -> str:
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -94,9 +112,10 @@ def _evaluation(run_dir: Path, root: Path) -> str:
     scored = "; ".join(modalities.get(m).judged_by for m in mods if modalities.get(m).judged_by)
     samples = folder / "samples.png"
     return (
-        f"<h2>Evaluation</h2><p>{s['pairs']} validation pairs ({esc(pairing(mods))}), "
+        f"<h2>Evaluation: {esc(', '.join(mods))} <small>({esc(folder.name)})</small></h2>"
+        f"<p>{s['pairs']} validation pairs ({esc(pairing(mods))}), "
         f"{s['solver']} {s['steps']} steps, guidance {s['guidance']}. {esc(scored)}; FD: Fréchet distance in the "
-        f'classifier\'s features (not FID). <a href="{esc((folder / "report.html").relative_to(root).as_posix())}">'
+        f'classifier\'s features (not FID); in brackets the bootstrap 95 % interval. <a href="{esc((folder / "report.html").relative_to(root).as_posix())}">'
         f"Full evaluation report</a>.</p>{table}<h3>The paper's claims, pair by pair</h3><ul>{claims}</ul>"
         + (
             "<p>Rows: each modality's condition (its picture, or the face it came from), then per method the "
@@ -111,11 +130,15 @@ def _samples(run_dir: Path, root: Path) -> str:
     compares = sorted((run_dir / "samples").glob("*/compare.png"), key=lambda p: p.stat().st_mtime)
     if not compares:
         return ""
-    latest = compares[-1]
+    parts = [
+        f'<h3>{html.escape(c.parent.name)} <small><a href="{html.escape((c.parent / "compare.html").relative_to(root).as_posix())}">'
+        f"compare.html</a></small></h3>{_img(c, root, alt='methods side by side')}"
+        for c in compares[-3:]
+    ]
     return (
         "<h2>Samples: every method side by side</h2><p>Columns: the pictured conditions, then collaborative, "
-        f'composable and each model alone; the captions are in <a href="{html.escape((latest.parent / "compare.html").relative_to(root).as_posix())}">'
-        f"compare.html</a>.</p>{_img(latest, root, alt='methods side by side')}"
+        "composable, any smaller diffuser set (collaborative-&lt;set&gt;) and each model alone; the captions "
+        "are in each compare.html.</p>" + "".join(parts)
     )
 
 
@@ -177,7 +200,7 @@ def _write(run_dir: Path, out: Path) -> list[str]:
     root = run_abs = run_dir.resolve()
     sections = {
         "models": _models(run_abs),
-        "evaluation": _evaluation(run_abs, root),
+        "evaluation": _evaluations(run_abs, root),
         "samples": _samples(run_abs, root),
         "influence maps": _influence(run_abs, root),
         "edits": _edits(run_abs, root),
