@@ -42,6 +42,8 @@ DEMO_PHOTO = $(DEMO_RUN)/examples/edit_photo.png
 DEMO_TARGET_MASK = $(DEMO_RUN)/examples/edit_target_mask.png
 DEMO_PAIRS ?= 100
 DEMO_EVAL_SOLVER ?= --solver dpm --steps 20
+DEMO_TRIPLES ?= 40
+THREE_WAY := mask,text,sketch
 DEMO_TARGET_TEXT = $$($(PY) -c "import json; print(json.load(open('$(DEMO_RUN)/examples/edit.json'))['target_text'])")
 demo: $(STAMP)
 	@set -e; start=$$(date +%s); \
@@ -54,7 +56,8 @@ demo: $(STAMP)
 	if [ ! -f $(DEMO_RUN)/evaluator/manifest.json ]; then \
 		step "evaluator: train the face parser and attribute classifier" \
 		$(CDIFF) train-evaluator --config demo --run $(DEMO_RUN) --resume; fi; \
-	rm -rf $(DEMO_OUT)/demo $(DEMO_RUN)/edits/demo-text $(DEMO_RUN)/edits/demo-mask $(DEMO_RUN)/edits/demo-both; \
+	rm -rf $(DEMO_OUT)/demo $(DEMO_OUT)/demo-three-way $(DEMO_RUN)/edits/demo-text $(DEMO_RUN)/edits/demo-mask \
+		$(DEMO_RUN)/edits/demo-both; \
 	step "generate: collaborative, composable, text only, mask only" \
 		$(CDIFF) generate --run $(DEMO_RUN) --method all --num 2 --save-intermediates --out $(DEMO_OUT)/demo; \
 	step "visualize: influence maps" \
@@ -68,11 +71,20 @@ demo: $(STAMP)
 		--out $(DEMO_RUN)/edits/demo-both; \
 	step "evaluate: every method on $(DEMO_PAIRS) validation pairs" $(CDIFF) evaluate --config demo --run $(DEMO_RUN) \
 		--pairs $(DEMO_PAIRS) $(DEMO_EVAL_SOLVER) --force; \
+	if [ -f $(DEMO_RUN)/diffuser-mask-sketch-text/manifest.json ]; then \
+		step "generate: three-way (the mask, caption and sketch of three faces) next to each pair of experts" \
+			$(CDIFF) generate --run $(DEMO_RUN) --modalities $(THREE_WAY) --method all --num 1 \
+			--out $(DEMO_OUT)/demo-three-way; \
+		step "evaluate: three-way on $(DEMO_TRIPLES) validation triples" $(CDIFF) evaluate --config demo \
+			--run $(DEMO_RUN) --modalities $(THREE_WAY) --pairs $(DEMO_TRIPLES) $(DEMO_EVAL_SOLVER) \
+			--out $(DEMO_RUN)/evaluation-three-way --force; \
+	else echo "== three-way: skipped ($(DEMO_RUN) has no sketch model and three-way diffusers; make clean-demo first)"; fi; \
 	step "report" $(CDIFF) report --run $(DEMO_RUN) --force; \
 	echo "== demo: $$(( $$(date +%s) - start )) s in all. Open:"; \
 	echo "   $(DEMO_RUN)/report.html  (everything below on one page)"; \
 	echo "   $(DEMO_RUN)/evaluation/report.html  (the evaluation, with sample rows)"; \
 	echo "   $(DEMO_OUT)/demo/compare.html  (methods side by side)"; \
+	echo "   $(DEMO_OUT)/demo-three-way/compare.html  (three-way next to each pair)"; \
 	echo "   $(DEMO_OUT)/demo/collaborative/visualize/index.html  (influence maps)"; \
 	echo "   $(DEMO_RUN)/edits/demo-{text,mask,both}/grid.png  (edits: photo, target, alpha sweep)"
 
@@ -90,6 +102,13 @@ demo-train: $(STAMP)
 	stage mask $(CDIFF) train-unimodal --modality mask --config demo --run $(DEMO_RUN) --resume --steps 3000 && \
 	stage diffuser $(CDIFF) train-diffuser --config demo --run $(DEMO_RUN) --resume && \
 	stage evaluator $(CDIFF) train-evaluator --config demo --run $(DEMO_RUN) --resume && \
+	stage sketch $(CDIFF) train-unimodal --modality sketch --config demo --run $(DEMO_RUN) --resume --steps 2000 && \
+	stage diffuser-mask-sketch-text $(CDIFF) train-diffuser --modalities $(THREE_WAY) --config demo --run $(DEMO_RUN) \
+		--resume --steps 600 && \
+	stage diffuser-mask-sketch $(CDIFF) train-diffuser --modalities mask,sketch --config demo --run $(DEMO_RUN) \
+		--resume --steps 600 && \
+	stage diffuser-sketch-text $(CDIFF) train-diffuser --modalities text,sketch --config demo --run $(DEMO_RUN) \
+		--resume --steps 600 && \
 	rm -rf $(DEMO_OUT)/demo-text $(DEMO_OUT)/demo-mask && \
 	$(CDIFF) generate --method text --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-text && \
 	$(CDIFF) generate --method mask --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-mask && \
