@@ -1117,3 +1117,41 @@ def test_demo_weights_ship_the_sketch_model_and_every_diffuser_set(three_way, tm
     assert (out / "collaborative-mask-sketch" / "grid.png").is_file() and (
         out / "sketches" / "000.png"
     ).is_file()
+
+
+def test_studio_offers_a_sketch_canvas_with_a_sketch_model(three_way, tmp_path):
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install 'cdiff[app]'")
+    from gradio_client import Client, handle_file
+
+    from cdiff.app import canvas
+    from cdiff.app.server import launch
+    from cdiff.app.studio import Studio
+
+    studio = Studio.from_run(three_way, device="cpu")
+    assert studio.sketches and "collaborative-mask-sketch" in studio.methods()
+    assert studio.methods(sketch=False) == ["collaborative", "composable", "text", "mask", "all"]
+    sketch = _sketch_file(tmp_path)
+    drawn = canvas.editor_to_sketch(
+        {"background": np.asarray(Image.open(sketch).convert("RGBA")), "layers": []}
+    )
+    assert drawn is not None and canvas.editor_to_sketch(canvas.blank_sketch()) is None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = launch(studio, port=port, block=False, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        mask = {"background": handle_file(str(_mask_file(tmp_path, 32))), "layers": [], "composite": None}
+        page = {"background": handle_file(str(sketch)), "layers": [], "composite": None}
+        args = {"mask": mask, "text": "a", "steps": 2, "seed": 3, "api_name": "/generate"}
+        out = client.predict(**args, method="collaborative", sketch=page)
+        details = out[9]
+        assert set(details["mean_weight"]) == {"mask", "text", "sketch"}  # the three-way set
+        out = client.predict(**args, method="collaborative")  # no sketch drawn: the pair
+        assert set(out[9]["mean_weight"]) == {"mask", "text"}
+        with pytest.raises(Exception, match="draw a sketch"):
+            client.predict(**args, method="sketch")
+    finally:
+        demo.close()

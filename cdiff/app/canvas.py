@@ -183,3 +183,43 @@ __all__ = [
     "read_upload",
     "snap",
 ]
+
+
+# ---- the sketch canvas: black strokes on white --------------------------------------------------
+
+
+def editor_to_sketch(value: dict[str, Any] | None) -> Image.Image | None:
+    """The sketch editor's value → a grey picture of the drawing (dark lines on light), or None when
+    nothing is drawn (no sketch condition). Strokes over an uploaded drawing add to it."""
+    value = value or {}
+    background, layers = value.get("background"), [x for x in value.get("layers") or [] if x is not None]
+    layers = [rgba for rgba in map(_rgba, layers) if (rgba[..., 3] >= OPAQUE).any()]
+    if background is None and not layers:
+        picture = value.get("composite")
+        if picture is None:
+            return None
+        background = picture
+    base = _grey(background) if background is not None else None
+    if base is None:
+        base = np.full(layers[0].shape[:2], 255, np.uint8)
+    if not (base < 128).any() and not layers:
+        return None  # a blank page
+    for rgba in layers:
+        if rgba.shape[:2] != base.shape:
+            rgba = np.asarray(Image.fromarray(rgba).resize(base.shape[::-1], Image.Resampling.NEAREST))
+        ink = rgba[..., 3] >= OPAQUE
+        base[ink] = np.asarray(Image.fromarray(rgba[..., :3]).convert("L"))[ink]
+    return Image.fromarray(base, mode="L")
+
+
+def _grey(image: Any) -> np.ndarray:
+    """A picture as grey levels, transparent pixels white (an empty canvas is a blank page)."""
+    rgba = _rgba(image)
+    grey = np.asarray(Image.fromarray(rgba[..., :3]).convert("L")).copy()
+    grey[rgba[..., 3] < OPAQUE] = 255
+    return grey
+
+
+def blank_sketch(size: int = CANVAS) -> dict[str, Any]:
+    """An empty sketch page: white, nothing drawn."""
+    return {"background": np.full((size, size, 4), 255, np.uint8), "layers": [], "composite": None}

@@ -1,7 +1,8 @@
 """The Generate tab: paint a mask, type a caption, watch the models collaborate.
 
 Its ``generate`` event is also the app's API endpoint ``/generate`` (``mask``, ``text``, ``method``,
-``solver``, ``steps``, ``seed``, ``random_seed``, ``guidance``): a streaming function that yields a
+``solver``, ``steps``, ``seed``, ``random_seed``, ``guidance``, and ``sketch`` when the run has a sketch
+model): a streaming function that yields a
 preview of the predicted x_0 while sampling and then the images, the influence maps, the mean
 weight of each model over t, the mask over the result and the files to download.
 """
@@ -13,6 +14,7 @@ import time
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from cdiff.app import canvas, page, results, views
 from cdiff.app.page import MODELS, messages, notes_markdown
@@ -41,6 +43,8 @@ class Inputs:
     blank: gr.Button
     caption_note: gr.Markdown
     go: gr.Button
+    sketch: gr.ImageEditor | None = None  # only when the run has a sketch model
+    clear_sketch: gr.Button | None = None
 
     def all(self) -> list[gr.components.Component]:
         return [
@@ -52,6 +56,7 @@ class Inputs:
             self.seed,
             self.random_seed,
             self.guidance,
+            *([self.sketch] if self.sketch is not None else []),
         ]
 
 
@@ -93,9 +98,12 @@ def build(studio: Studio) -> None:
         trigger_mode="always_last",
         **quiet,
     )
+    loaded = [ins.mask, ins.text, *([ins.sketch] if ins.sketch is not None else [])]
     ins.examples.click(
-        messages(lambda k: _load_example(examples, k)), ins.examples, [ins.mask, ins.text], **quiet
+        messages(lambda k: _load_example(examples, k, ins.sketch is not None)), ins.examples, loaded, **quiet
     )
+    if ins.clear_sketch is not None:
+        ins.clear_sketch.click(canvas.blank_sketch, None, ins.sketch, **quiet)
     ins.upload.upload(messages(_upload), ins.upload, [ins.mask, outs.notes], **quiet)
     ins.blank.click(lambda: canvas.editor_value(np.zeros((8, 8), np.uint8)), None, ins.mask, **quiet)
     ins.steps.change(lambda n: gr.Slider(maximum=max(int(n), 2)), ins.steps, outs.timestep, **quiet)
@@ -123,6 +131,13 @@ def _inputs(studio: Studio, examples: list[dict]) -> Inputs:
         blank = gr.Button("Blank canvas", size="sm")
     text = gr.Textbox(first["text"] if first else "", label="caption", lines=2, elem_id="cdiff-caption")
     caption_note = gr.Markdown(elem_classes="cdiff-note", elem_id="cdiff-caption-note")
+    sketch = clear = None
+    if studio.sketches:  # a third condition: the run has a sketch model
+        sketch = page.sketch_canvas(
+            "sketch (optional: draw lines in black; with a sketch, collaborative uses the three-way diffusers)",
+            "cdiff-sketch",
+        )
+        clear = gr.Button("Clear sketch", size="sm")
     with gr.Row():
         method = gr.Radio(studio.methods(), value="collaborative", label="method (all: side by side)")
         solver = gr.Radio(SOLVERS, value="dpm", label="solver")
@@ -143,7 +158,21 @@ def _inputs(studio: Studio, examples: list[dict]) -> Inputs:
         elem_id="cdiff-examples",
     )
     return Inputs(
-        mask, text, method, solver, steps, seed, rnd, guidance, example_set, upload, blank, caption_note, go
+        mask,
+        text,
+        method,
+        solver,
+        steps,
+        seed,
+        rnd,
+        guidance,
+        example_set,
+        upload,
+        blank,
+        caption_note,
+        go,
+        sketch,
+        clear,
     )
 
 
@@ -193,9 +222,17 @@ def _caption_note(studio: Studio, text: str | None) -> str:
     return "\n".join(f"⚠ {n}" for n in notes)
 
 
-def _load_example(examples: list[dict], k: int) -> tuple[dict, str]:
+def _load_example(examples: list[dict], k: int, sketch: bool = False) -> tuple:
+    """An example's mask and caption (and, with a sketch canvas, its sketch when it has one)."""
     ex = examples[int(k)]
-    return canvas.editor_value(ex["label"]), ex["text"]
+    if not sketch:
+        return canvas.editor_value(ex["label"]), ex["text"]
+    page = canvas.blank_sketch()
+    if ex.get("sketch"):
+        with Image.open(ex["sketch"]) as im:
+            big = im.convert("RGBA").resize((canvas.CANVAS,) * 2, Image.Resampling.NEAREST)
+        page = {"background": np.asarray(big), "layers": [], "composite": None}
+    return canvas.editor_value(ex["label"]), ex["text"], page
 
 
 def _upload(path: str | None) -> tuple[dict, str]:
@@ -215,14 +252,16 @@ def _generator(studio: Studio):
         seed: float | None = 0,
         random_seed: bool = False,
         guidance: float = 3.0,
+        sketch: dict | None = None,
         request: gr.Request = None,
     ):
         label, notes = canvas.editor_to_label(mask)
+        drawing = canvas.editor_to_sketch(sketch) if studio.sketches else None
         if seed is None and not random_seed:
             raise InputError("give a seed (a whole number from 0) or tick 'random seed'")
         chosen = draw_seed() if random_seed else int(seed)
         caption = text if isinstance(text, str) else None
-        s = Settings(caption, method, solver, int(steps), chosen, float(guidance))
+        s = Settings(caption, method, solver, int(steps), chosen, float(guidance), drawing)
         folder = studio.visitor_dir(getattr(request, "session_hash", None))
         t0, shown = time.perf_counter(), None
         for event in studio.generate(label, s, folder):

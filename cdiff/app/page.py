@@ -134,6 +134,26 @@ def mask_canvas(label: str, value: dict | None = None, elem_id: str | None = Non
     return readable(editor, "mask picture")
 
 
+def sketch_canvas(label: str, elem_id: str | None = None) -> gr.ImageEditor:
+    """A drawing page for the sketch condition: a black pen, an eraser, uploads (either polarity)."""
+    editor = gr.ImageEditor(
+        value=canvas.blank_sketch(),
+        label=label,
+        type="numpy",
+        image_mode="RGBA",
+        format="png",
+        brush=gr.Brush(colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=3),
+        eraser=gr.Eraser(default_size=12),
+        layers=False,
+        transforms=(),
+        sources=("upload", "clipboard"),
+        canvas_size=(canvas.CANVAS, canvas.CANVAS),
+        height=340,
+        elem_id=elem_id,
+    )
+    return readable(editor, "sketch picture")
+
+
 def notes_markdown(notes: list[str]) -> str:
     """Notes as a list for the page (and each also as a warning toast)."""
     for note in notes:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 import cdiff
 from cdiff.api import GenerationResult, Pipeline
@@ -36,6 +37,8 @@ from cdiff.errors import InputError
 from cdiff.stages import compare
 from cdiff.stages import generate as gen
 from cdiff.stages.run import DEFAULT_SET
+
+SKETCH = "sketch"  # the sketch modality: its own canvas when the run has its model
 
 ALL = gen.ALL
 PREVIEW_EVERY_S = 0.5  # at most 2 decoded previews a second: a decode costs 30-60 ms of sampling on 2 cores
@@ -54,6 +57,7 @@ class Settings:
     steps: int = 20
     seed: int = 0
     guidance: float = 3.0
+    sketch: Any = None  # a PIL drawing (dark lines on light), or None: no sketch condition
 
 
 @dataclasses.dataclass
@@ -126,10 +130,22 @@ class Studio:
     def resolution(self) -> int:
         return int(self.pipe.run.vae()[1]["resolution"])
 
-    def methods(self) -> list[str]:
-        """The methods this run has models for, then ``all``."""
+    @property
+    def sketches(self) -> bool:
+        """True when the run has a sketch model: the page offers a sketch canvas."""
+        return self.pipe.run.has(SKETCH)
+
+    def modalities(self, sketch: bool | None = None) -> list[str]:
+        """What the page's conditions combine: the mask and the caption (the run's ``diffuser`` set), and
+        the sketch when one is drawn (``sketch``; None: whenever the run has a sketch model)."""
         run = self.pipe.run
-        return [*compare.methods_for(run, run.diffuser_modalities(DEFAULT_SET)), ALL]
+        pair = run.diffuser_modalities(DEFAULT_SET)
+        with_sketch = self.sketches if sketch is None else sketch and self.sketches
+        return [*pair, SKETCH] if with_sketch and SKETCH not in pair else pair
+
+    def methods(self, sketch: bool | None = None) -> list[str]:
+        """The methods this run has models for (over :meth:`modalities`), then ``all``."""
+        return [*compare.methods_for(self.pipe.run, self.modalities(sketch)), ALL]
 
     def examples(self) -> list[dict[str, Any]]:
         """The run's example pairs with their masks read: ``{"mask": path, "text", "label"}``."""
@@ -160,8 +176,10 @@ class Studio:
         """Load every model and run each method once for one step (the first call pays for the set-up)."""
         ex = self.examples()
         label = ex[0]["label"] if ex else np.zeros((self.resolution,) * 2, np.uint8)
+        drawing = (ex[0].get(SKETCH) if ex else None) or _a_drawing(self.resolution)
         for method in self.methods()[:-1]:
-            self.call(self._sample, label, Settings("a", method, steps=1), lambda m: None)
+            settings = Settings("a", method, steps=1, sketch=drawing if self.sketches else None)
+            self.call(self._sample, label, settings, lambda m: None)
 
     # ---- generating -----------------------------------------------------------------------------
 
@@ -202,8 +220,9 @@ class Studio:
     def _sample(self, label: np.ndarray, s: Settings, hook: Hook) -> dict[str, gen.Generation]:
         """One generation per method (``all``: each method in turn, the same condition set and seed);
         ``hook(method)`` gives that method's ``on_step``."""
-        methods = self.methods()[:-1] if s.method == ALL else [s.method]
-        pairs = [{"mask": label, "text": s.text}]
+        drawn = s.sketch is not None
+        methods = self.methods(drawn)[:-1] if s.method == ALL else [s.method]
+        pairs = [{"mask": label, "text": s.text, **({SKETCH: s.sketch} if drawn else {})}]
         gens = {}
         for method in methods:
             res = self.pipe.generate(
@@ -245,11 +264,28 @@ class _Previewer:
         self.last = time.perf_counter()
 
 
+def _a_drawing(size: int) -> Image.Image:
+    """A face's outline, for warming up the sketch model."""
+    from PIL import ImageDraw
+
+    page = Image.new("L", (size, size), 255)
+    ImageDraw.Draw(page).ellipse((size // 5, size // 8, size - size // 5, size - size // 8), outline=0)
+    return page
+
+
 def _check(s: Settings) -> None:
     if not isinstance(s.text, str):
         raise InputError(f"the caption must be text, got {type(s.text).__name__}")
-    if s.method in ("collaborative", "composable", "text", ALL) and not s.text.strip():
+    named = s.method.removeprefix(gen.SET_METHOD).split("-") if s.method.startswith(gen.SET_METHOD) else []
+    if (s.method in ("collaborative", "composable", "text", ALL) or "text" in named) and not s.text.strip():
         raise InputError(f"type a caption: the {s.method} method conditions on one")
+    needs = (
+        s.method.removeprefix(gen.SET_METHOD).split("-")
+        if s.method.startswith(gen.SET_METHOD)
+        else [s.method]
+    )
+    if SKETCH in needs and s.sketch is None:
+        raise InputError(f"draw a sketch (or upload one): the {s.method} method conditions on one")
     for name in ("steps", "seed"):
         value = getattr(s, name)
         if isinstance(value, float) and value.is_integer():
