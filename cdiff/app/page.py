@@ -111,47 +111,37 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
 def mask_canvas(label: str, value: dict | None = None, elem_id: str | None = None) -> gr.ImageEditor:
     """A painting canvas: one brush per class (the palette's colours only), an eraser, uploads."""
-    editor = gr.ImageEditor(
+    brush = gr.Brush(
+        colors=canvas.brush_colours(), default_color=canvas.hex_colour(13), color_mode="fixed", default_size=8
+    )
+    return readable(_canvas(label, value, brush, 8, 420, elem_id), "mask picture")
+
+
+def sketch_canvas(label: str, elem_id: str | None = None) -> gr.ImageEditor:
+    """A drawing page for the sketch condition: a black pen, an eraser, uploads (either polarity)."""
+    brush = gr.Brush(colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=3)
+    return readable(_canvas(label, canvas.blank_sketch(), brush, 12, 340, elem_id), "sketch picture")
+
+
+def _canvas(
+    label: str, value: dict | None, brush: gr.Brush, eraser: int, height: int, elem_id: str | None
+) -> gr.ImageEditor:
+    """An RGBA PNG canvas of ``canvas.CANVAS`` pixels: one layer, no transforms, uploads and pastes."""
+    return gr.ImageEditor(
         value=value,
         label=label,
         type="numpy",
         image_mode="RGBA",
         format="png",  # palette colours must survive the round trip (webp would blur them)
-        brush=gr.Brush(
-            colors=canvas.brush_colours(),
-            default_color=canvas.hex_colour(13),
-            color_mode="fixed",
-            default_size=8,
-        ),
-        eraser=gr.Eraser(default_size=8),
+        brush=brush,
+        eraser=gr.Eraser(default_size=eraser),
         layers=False,
         transforms=(),
         sources=("upload", "clipboard"),
         canvas_size=(canvas.CANVAS, canvas.CANVAS),
-        height=420,
+        height=height,
         elem_id=elem_id,
     )
-    return readable(editor, "mask picture")
-
-
-def sketch_canvas(label: str, elem_id: str | None = None) -> gr.ImageEditor:
-    """A drawing page for the sketch condition: a black pen, an eraser, uploads (either polarity)."""
-    editor = gr.ImageEditor(
-        value=canvas.blank_sketch(),
-        label=label,
-        type="numpy",
-        image_mode="RGBA",
-        format="png",
-        brush=gr.Brush(colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=3),
-        eraser=gr.Eraser(default_size=12),
-        layers=False,
-        transforms=(),
-        sources=("upload", "clipboard"),
-        canvas_size=(canvas.CANVAS, canvas.CANVAS),
-        height=340,
-        elem_id=elem_id,
-    )
-    return readable(editor, "sketch picture")
 
 
 def notes_markdown(notes: list[str]) -> str:
