@@ -33,7 +33,7 @@ MethodsOpt = Annotated[
     typer.Option(
         "--method",
         help="Methods to compare (repeatable): collaborative, composable, a modality's model alone (text, "
-        "mask, ...), collaborative-<set> (a smaller diffuser set of the run, e.g. collaborative-mask-text), "
+        "mask, ...), collaborative-<set> (a smaller diffuser set of the run: its modalities joined by -), "
         "collaborative-released (the release's re-weighting), all (every method the run has models for). "
         "\\[default: the preset's evaluate.methods]",
     ),

@@ -64,7 +64,7 @@ MethodOpt = Annotated[
     str,
     typer.Option(
         help="collaborative (dynamic diffusers), composable (fixed weights), a modality's model alone "
-        "(text, mask, ...), collaborative-<set> (another diffuser set of the run, e.g. collaborative-mask-sketch), "
+        "(text, mask, ...), collaborative-<set> (another diffuser set of the run: its modalities joined by -), "
         "or all side by side."
     ),
 ]
