@@ -930,6 +930,18 @@ def test_diffuser_sets_live_side_by_side_named_by_their_modalities(three_way, tm
     assert r.exit_code == 2 and "cdiff train-diffuser --modalities sketch,text" in r.output
     r = cli("generate", "--run", three_way, "--modalities", "mask,bogus", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "unknown modality bogus" in r.output
+    r = cli(
+        "generate",
+        "--run",
+        three_way,
+        "--method",
+        "text",
+        "--modalities",
+        "mask,text",
+        "--out",
+        tmp_path / "x",
+    )
+    assert r.exit_code == 2 and "drop it with --method text" in r.output
 
 
 def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_path):

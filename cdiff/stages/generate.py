@@ -149,6 +149,10 @@ def chosen_modalities(req: GenerateRequest) -> list[str] | None:
     if named is not None and req.modalities and sorted(req.modalities) != sorted(named):
         raise InputError(f"--method {req.method} combines {', '.join(named)}; drop --modalities")
     chosen = named or req.modalities
+    if req.modalities and req.method in modalities.names():
+        raise InputError(
+            f"--modalities picks what the multi-modal methods combine; drop it with --method {req.method}"
+        )
     if chosen is not None:
         chosen = modalities.check(list(dict.fromkeys(chosen)), "--modalities")
         if len(chosen) < 2:
