@@ -90,9 +90,12 @@ demo: $(STAMP)
 
 # Train the demo models (and the evaluator models of cdiff evaluate) from scratch on the demo preset (CPU). Finished stages are kept and an
 # interrupted stage resumes from its last checkpoint, so running it again continues where it stopped.
-# Ends by writing the package's shipped demo weights (cdiff/weights/demo) from this run.
+# Ends by writing the package's shipped demo weights (cdiff/weights/demo) from this run. Every stage runs with
+# DEMO_THREADS (2) threads: CPU kernels round apart with another thread count, so this keeps the files the same on
+# machines with more cores.
+DEMO_THREADS ?= 2
 demo-train: $(STAMP)
-	@start=$$(date +%s); \
+	@export OMP_NUM_THREADS=$(DEMO_THREADS) MKL_NUM_THREADS=$(DEMO_THREADS); start=$$(date +%s); \
 	stage() { name=$$1; shift; t0=$$(date +%s); \
 		if [ -f $(DEMO_RUN)/$$name/manifest.json ]; then echo "== $$name: done already ($(DEMO_RUN)/$$name)"; \
 		else echo "== $$name"; "$$@" || exit $$?; echo "== $$name: $$(( $$(date +%s) - t0 )) s"; fi; }; \
