@@ -1157,5 +1157,9 @@ def test_studio_offers_a_sketch_canvas_with_a_sketch_model(three_way, tmp_path):
         assert set(out[9]["mean_weight"]) == {"mask", "text"}
         with pytest.raises(Exception, match="draw a sketch"):
             client.predict(**args, method="sketch")
+        # the Edit tab: toward a target sketch and mask (the mask+sketch set), no optimising steps
+        photo = handle_file(str(_photo(three_way, tmp_path)))
+        status = client.predict(photo, "", mask, 0, 0, 2, 0, page, api_name="/edit")[0]
+        assert status.startswith("edited toward the mask and sketch"), status
     finally:
         demo.close()

@@ -42,6 +42,9 @@ def build(studio: Studio) -> None:
     ins["example_mask"].click(messages(lambda: _example_mask(studio)), None, ins["mask"], **quiet)
     ins["no_mask"].click(lambda: None, None, ins["mask"], **quiet)
     names = ("photo", "text", "mask", "embed_steps", "finetune_steps", "steps", "seed")
+    names += ("sketch",) if ins["sketch"] is not None else ()
+    if ins["sketch"] is not None:
+        ins["clear_sketch"].click(canvas.blank_sketch, None, ins["sketch"], **quiet)
     ins["go"].click(
         messages(_editor(studio)),
         [ins[k] for k in names],
@@ -82,6 +85,10 @@ def _inputs(studio: Studio, photos: list[str], target: dict[str, Any]) -> dict[s
     with gr.Row():
         example_mask = gr.Button("Use the example target mask", size="sm")
         no_mask = gr.Button("No target mask", size="sm")
+    sketch = clear = None
+    if studio.sketches:  # the run has a sketch model: a target sketch too
+        sketch = page.sketch_canvas("target sketch (blank: none)", "cdiff-edit-sketch")
+        clear = gr.Button("Clear target sketch", size="sm")
     ec = studio.pipe.config.edit
     with gr.Row():
         embed = gr.Slider(
@@ -113,6 +120,8 @@ def _inputs(studio: Studio, photos: list[str], target: dict[str, Any]) -> dict[s
         "steps": steps,
         "seed": seed,
         "go": go,
+        "sketch": sketch,
+        "clear_sketch": clear,
     }
 
 
@@ -183,16 +192,23 @@ def progress_bars(progress: gr.Progress) -> Callable[[str], Any]:
     return bar
 
 
-def _targets(text: str | None, mask: dict | None) -> tuple[dict[str, Any], list[str]]:
-    """``Pipeline.edit``'s target keywords from the caption box and the canvas (either may be empty)."""
+def _targets(
+    text: str | None, mask: dict | None, sketch: dict | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """``Pipeline.edit``'s target keywords from the caption box and the canvases (any may be empty)."""
     targets: dict[str, Any] = {}
     notes: list[str] = []
     if text and text.strip():
         targets["target_text"] = text
     if not canvas.is_empty(mask):
         targets["target_mask"], notes = canvas.editor_to_label(mask)
+    drawing = canvas.editor_to_sketch(sketch) if sketch is not None else None
+    if drawing is not None:
+        targets["targets"] = {"sketch": drawing}
     if not targets:
-        raise InputError("give a target caption, a target mask, or both")
+        raise InputError(
+            "give a target caption, a target mask" + (", a target sketch" if sketch else "") + ", or several"
+        )
     return targets, notes
 
 
@@ -205,12 +221,13 @@ def _editor(studio: Studio):
         finetune_steps: float,
         steps: float,
         seed: float | None,
+        sketch: dict | None = None,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008  (Gradio's way of asking for the bar)
     ):
         if not photo:
             raise InputError("give a photo to edit: upload one or pick an example")
-        targets, notes = _targets(text, mask)
+        targets, notes = _targets(text, mask, sketch if studio.sketches else None)
         if seed is None:
             raise InputError("give a seed (a whole number from 0)")
         ed = studio.call(
@@ -228,7 +245,9 @@ def _editor(studio: Studio):
         out = studio.call(ed.save, next_output_dir(folder))
         sweep = [(str(out / f), f"α = {a:g}") for a, f in zip(ed.alphas, _alpha_files(out), strict=True)]
         notes += [n for n in ed.notes if not n.startswith("mask <array")]  # the canvas is resized
-        kind = " and ".join(k.removeprefix("target_") for k in targets)
+        kind = " and ".join(
+            k.removeprefix("target_") for k in [*targets, *targets.get("targets", {})] if k != "targets"
+        )
         status = f"edited toward the {kind}: {len(ed.alphas)} α rendered; move α to render more"
         one = np.asarray(ed.images[min(range(len(ed.alphas)), key=lambda k: abs(ed.alphas[k] - 1.0))])
         state = {"session": ed, "out": out}
