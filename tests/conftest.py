@@ -37,6 +37,14 @@ def _hash_cache_in_a_temp_folder(tmp_path_factory):
         os.environ["CDIFF_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny run (``test_pipeline_tiny.make_tiny_run``), shared by the modules that read it."""
+    from test_pipeline_tiny import make_tiny_run
+
+    return make_tiny_run(tmp_path_factory.mktemp("run"))
+
+
 def expected_label(n: int) -> np.ndarray:
     """The combined 40x40 map for fixture id ``n``, computed by hand from ``PART_BOXES``."""
     label = np.zeros((40, 40), np.uint8)

@@ -58,8 +58,12 @@ def cli(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
+def run_dir(tiny_run):
+    return tiny_run
+
+
+def make_tiny_run(run):
+    """40 synthetic faces at 32 px and every model a few steps (conftest's ``tiny_run``, once a session)."""
     assert (
         runner.invoke(app, ["prepare", "--num", "40", "--resolution", "32", "--run", str(run)]).exit_code == 0
     )

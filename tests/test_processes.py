@@ -39,20 +39,9 @@ def launch(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    assert cli("prepare", "--num", "70", "--resolution", "32", "--run", run).exit_code == 0
-    for stage in (
-        ["train-vae"],
-        ["train-unimodal", "--modality", "text"],
-        ["train-unimodal", "--modality", "mask"],
-    ):
-        r = cli(*stage, "--run", run, "--steps", 3)
-        assert r.exit_code == 0, r.output
-    for stage in ("train-diffuser", "train-evaluator"):
-        r = cli(stage, "--run", run, "--steps", 2)
-        assert r.exit_code == 0, r.output
-    return run
+def run_dir(tiny_run):
+    """test_pipeline_tiny's run (4 validation faces), made once a session."""
+    return tiny_run
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -104,7 +93,7 @@ def test_generate_and_evaluate_two_processes_write_the_same_bytes(run_dir, tmp_p
     assert r.stdout.count("wrote ") == 1  # the main process reports, the other one is quiet
     same_outputs(tmp_path / "g1", tmp_path / "g2")
 
-    ev = ["evaluate", *common, "--pairs", 7, "--method", "collaborative", "--method", "mask"]
+    ev = ["evaluate", *common, "--pairs", 4, "--method", "collaborative", "--method", "mask"]
     r = cli(*ev, "--out", tmp_path / "e1")
     assert r.exit_code == 0, r.output
     r = launch(*ev, "--out", tmp_path / "e2")
@@ -122,7 +111,7 @@ def test_an_interrupted_evaluation_keeps_its_finished_pairs(run_dir, tmp_path, m
     from cdiff.stages.run import Run
 
     cfg = resolve("demo", {}, [*TINY, "sample.batch_size=2", "sample.steps=2"])
-    req = evaluate_stage.EvaluateRequest(methods=["collaborative", "mask"], pairs=5)
+    req = evaluate_stage.EvaluateRequest(methods=["collaborative", "mask"], pairs=4)
     batches: list[tuple[str, int]] = []
     real_sample = evaluate_stage.gen.sample
 
@@ -130,7 +119,7 @@ def test_an_interrupted_evaluation_keeps_its_finished_pairs(run_dir, tmp_path, m
         def keep_and_count(first, images):
             batches.append((greq.method, first))
             keep(first, images)
-            if len(batches) == 4:  # collaborative's 3 batches, then the first of mask's
+            if len(batches) == 3:  # collaborative's 2 batches, then the first of mask's
                 raise Interrupt
 
         return real_sample(cfg, greq, run, progress, on_step, done, keep_and_count)
@@ -140,11 +129,11 @@ def test_an_interrupted_evaluation_keeps_its_finished_pairs(run_dir, tmp_path, m
     with pytest.raises(Interrupt):
         evaluate_stage.run(cfg, req, Run(run_dir), run_dir / "data", out, log=lambda _: None)
     pending = out.with_name("ev.partial") / PENDING
-    assert len(list((pending / "collaborative").glob("*.png"))) == 5
+    assert len(list((pending / "collaborative").glob("*.png"))) == 4
     assert len(list((pending / "mask").glob("*.png"))) == 2
     batches.clear()
     report = evaluate_stage.run(cfg, req, Run(run_dir), run_dir / "data", out, log=lambda _: None)
-    assert batches == [("mask", 2), ("mask", 4)]  # only what was missing
+    assert batches == [("mask", 2)]  # only what was missing
     assert not (out / PENDING).exists()
     monkeypatch.setattr(evaluate_stage.gen, "sample", real_sample)
     whole = evaluate_stage.run(
