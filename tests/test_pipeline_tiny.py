@@ -406,6 +406,13 @@ def test_demo_weights_export_and_import(run_dir, tmp_path, monkeypatch):
     pairs = [json.loads(x) for x in (shipped / "examples" / "pairs.jsonl").read_text().splitlines()]
     assert all(p["mask_of"] != p["caption_of"] for p in pairs)  # the mask of one face, the caption of another
     assert len(list((shipped / "reference").glob("0*.png"))) == len(manifest["reference"]["images"])
+    # exported again: every file the same bytes but timings.json (when and how fast each stage ran)
+    again = demo_weights.export(run_dir, tmp_path / "again") and tmp_path / "again"
+    names = {p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file()}
+    assert names == {p.relative_to(again) for p in again.rglob("*") if p.is_file()}
+    differ = [str(n) for n in names if (shipped / n).read_bytes() != (again / n).read_bytes()]
+    assert differ == ["timings.json"]
+    assert "wall_time_s" in json.loads((shipped / "timings.json").read_text())["stages"]["mask"]
     # the shipped folder is itself a run: generate from it, as `cdiff generate` does without --run
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo_weights, "shipped_dir", lambda: shipped)

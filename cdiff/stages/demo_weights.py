@@ -9,7 +9,9 @@ training stage that made it, plus:
   the caption of another (rare combinations included) and a few validation photos for ``edit``;
 - ``reference/``: images generated from the exported weights at export time, with their
   settings, so a test can check that the shipped weights still produce them;
-- ``manifest.json``: the commit, config, seeds, per-stage wall times and sample metrics.
+- ``manifest.json``: the commit, config, seeds and per-stage metrics;
+- ``timings.json``: when it was exported, from which run, and each stage's wall time and speed: the
+  one file a rerun of ``make demo-train`` does not write byte for byte.
 
 ``generate`` and ``edit`` use this folder when no ``--run`` is given with the demo preset;
 ``cdiff import-demo --run RUN`` copies it into a run directory. It is never hand-made:
@@ -28,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from cdiff.data.masks import CLASS_NAMES, write_mask
@@ -47,6 +50,8 @@ EVALUATOR = "evaluator"  # the evaluate stage's parser and classifier (shipped t
 DIFFUSER_SETS = "diffuser-"  # every other diffuser set (diffuser-mask-sketch-text, ...): shipped when trained
 EVALUATOR_FILES = ("parser.safetensors", "classifier.safetensors")
 WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
+TIMINGS = "timings.json"  # when and how fast each stage ran: the one shipped file a rerun does not repeat
+VOLATILE = ("created", "wall_time_s", "samples_per_s")  # moved from the stages' manifests into TIMINGS
 SKETCH = "sketch"  # the sketch model's folder: with it, the example pairs get a third face's sketch
 PAIRS = "pairs.jsonl"
 HAT = CLASS_NAMES.index("hat")
@@ -202,6 +207,11 @@ def _write_reference(folder: Path) -> dict:
     out = folder / REFERENCE
     cfg = cfg_mod.load_config("demo", {"sample.steps": s["steps"], "sample.eta": s["eta"]})
     res = gen.run(cfg, req, folder, out)
+    for name in sorted(p.name for p in out.glob("*.png")):  # condition paths as in the shipped folder
+        with Image.open(out / name) as im:
+            info, image = dict(im.info), np.asarray(im.convert("RGB"))
+        info = {k: v.replace(str(folder.resolve()) + "/", "") for k, v in info.items() if isinstance(v, str)}
+        save_png(out / name, image, info)
     (
         out / "manifest.json"
     ).unlink()  # the generation manifest names temporary paths; reference.json says it all
@@ -220,19 +230,16 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # 1. the models, each with its training stage's manifest
+    # 1. the models, each with its training stage's manifest (what varies run to run: timings.json)
     sizes, sha, stages = {}, {}, {}
-    origin = {
-        **_git_commit(),
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "dtype": "float16",
-        "from_run": str(run_dir),
-    }
+    origin = {**_git_commit(), "dtype": "float16"}
+    timings: dict = {"exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_run": str(run_dir), "stages": {}}
     extra = optional_parts(run_dir)
     shipped = {part: (stage, (WEIGHTS,)) for part, stage in {**PARTS, **extra}.items()}
     shipped[EVALUATOR] = ("train-evaluator", EVALUATOR_FILES)
     for part, (stage, files) in shipped.items():
         stages[part] = _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha)
+        timings["stages"][part] = _volatile(staging / part / "manifest.json")
     # the diffusers name the experts they were trained with: now the shipped (fp16) files
     for part in ["diffuser", *(p for p in extra if p.startswith(DIFFUSER_SETS))]:
         record = json.loads((staging / part / CONFIG).read_text())
@@ -257,6 +264,7 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
             "reference": reference,
         },
     )
+    atomic_write_json(staging / TIMINGS, timings)
     if dest.exists():
         shutil.rmtree(dest)
     staging.replace(dest)
@@ -283,15 +291,27 @@ def _ship_part(run_dir, staging, part, stage, files, origin, sizes, sha) -> dict
     if (src / "tokenizer").is_dir():
         shutil.copytree(src / "tokenizer", staging / part / "tokenizer")
     manifest["shipped"] = origin
+    for name, rec in manifest.get("inputs", {}).items():  # where the run was: not part of the models
+        if isinstance(rec, dict) and "path" in rec:
+            rec["path"] = name
     atomic_write_json(staging / part / "manifest.json", manifest)
     section = {"train-diffuser": "diffuser"}.get(manifest["stage"], part)
     section = "unimodal" if manifest["stage"].startswith("train-unimodal") else section
     return {
-        "wall_time_s": manifest.get("wall_time_s"),
-        "metrics": manifest.get("metrics", {}),
+        "metrics": {k: v for k, v in manifest.get("metrics", {}).items() if k not in VOLATILE},
         "parameters": manifest.get("parameters", {}),
         "seed": manifest["config"][section]["train"]["seed"],
     }
+
+
+def _volatile(path: Path) -> dict:
+    """Take the times and speeds out of a shipped manifest (rewritten without them); returns them."""
+    manifest = json.loads(path.read_text())
+    taken = {k: manifest.pop(k) for k in VOLATILE if k in manifest}
+    metrics = manifest.get("metrics", {})
+    taken |= {k: metrics.pop(k) for k in VOLATILE if k in metrics}
+    atomic_write_json(path, manifest)
+    return taken
 
 
 def import_demo(run_dir: Path, force: bool = False, source: Path | None = None) -> list[str]:

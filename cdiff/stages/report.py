@@ -63,6 +63,11 @@ def _all_stages(run_dir: Path) -> list[tuple[str, str, str | None, str | None]]:
     return found[:at] + more + found[at:]
 
 
+def _minutes(seconds: float | None) -> str:
+    """A stage's training time (the shipped demo models keep theirs in timings.json: none here)."""
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
 def _models(run_dir: Path) -> str:
     rows = []
     for folder, name, key, label in _all_stages(run_dir):
@@ -80,7 +85,7 @@ def _models(run_dir: Path) -> str:
         rows.append(
             f"<tr><td>{name}</td><td>{metrics.get('steps', '')}</td>"
             f"<td>{'' if params is None else f'{params:,}'}</td>"
-            f"<td>{m.get('wall_time_s', 0) / 60:.1f} min</td><td>{html.escape(main)}</td></tr>"
+            f"<td>{_minutes(m.get('wall_time_s'))}</td><td>{html.escape(main)}</td></tr>"
         )
     if not rows:
         return ""
