@@ -1144,6 +1144,7 @@ def test_studio_offers_a_sketch_canvas_with_a_sketch_model(three_way, tmp_path):
 
     studio = Studio.from_run(three_way, device="cpu")
     assert studio.sketches and "collaborative-mask-sketch" in studio.methods()
+    studio.warm_up()  # every method, without and with a sketch
     assert studio.methods(sketch=False) == ["collaborative", "composable", "text", "mask", "all"]
     sketch = _sketch_file(tmp_path)
     drawn = canvas.editor_to_sketch(

@@ -144,7 +144,10 @@ class Studio:
         return [*pair, SKETCH] if with_sketch and SKETCH not in pair else pair
 
     def methods(self, sketch: bool | None = None) -> list[str]:
-        """The methods this run has models for (over :meth:`modalities`), then ``all``."""
+        """The methods this run has models for (over :meth:`modalities`; None: with or without a sketch),
+        then ``all``."""
+        if sketch is None:
+            return list(dict.fromkeys([*self.methods(False)[:-1], *self.methods(True)]))
         return [*compare.methods_for(self.pipe.run, self.modalities(sketch)), ALL]
 
     def examples(self) -> list[dict[str, Any]]:
@@ -177,9 +180,10 @@ class Studio:
         ex = self.examples()
         label = ex[0]["label"] if ex else np.zeros((self.resolution,) * 2, np.uint8)
         drawing = (ex[0].get(SKETCH) if ex else None) or _a_drawing(self.resolution)
-        for method in self.methods()[:-1]:
-            settings = Settings("a", method, steps=1, sketch=drawing if self.sketches else None)
-            self.call(self._sample, label, settings, lambda m: None)
+        for sketch in [None, drawing] if self.sketches else [None]:  # each method without and with a sketch
+            for method in self.methods(sketch is not None)[:-1]:
+                settings = Settings("a", method, steps=1, sketch=sketch)
+                self.call(self._sample, label, settings, lambda m: None)
 
     # ---- generating -----------------------------------------------------------------------------
 
