@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/sampling.py --scale demo --batch 1 4
     .venv/bin/python benchmarks/sampling.py --scale paper --batch 1 4 --heads 32 4 1 --every 1 2 5
     .venv/bin/python benchmarks/sampling.py --scale demo --run runs/demo --quality   # trained weights
+    .venv/bin/python benchmarks/sampling.py --scale paper --batch 1 4 --modalities mask,text,sketch   # three-way
 
 Timing (random weights: time does not depend on them): each expert UNet forward, each dynamic
 diffuser forward, and the whole collaborative step (experts + diffusers + combination), median
@@ -40,11 +41,13 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def build_experts(scale: str):
+def build_experts(scale: str, mods: list[str] | None = None):
     from cdiff import config as C
     from cdiff.models.unimodal import UnimodalModel
 
     cfg = C.load_config("demo" if scale == "demo" else "celeba256")
+    if mods:
+        cfg.diffuser.modalities = tuple(mods)
     latent = cfg.data.resolution // 2 ** (len(cfg.vae.block_out_channels) - 1)
     vocab = 30522 if scale == "paper" else 200
     torch.manual_seed(0)
@@ -53,13 +56,12 @@ def build_experts(scale: str):
 
 
 def build_collab(cfg, experts, latent: int, heads: int | None):
-    from cdiff.data.masks import NUM_CLASSES
     from cdiff.models.collab import Collaboration, DiffuserSet
 
     cfg = copy.deepcopy(cfg)
     if heads is not None:
         cfg.diffuser.unet.heads = heads
-    extra = {m: NUM_CLASSES for m, e in experts.items() if e.concat}
+    extra = {m: e.extra_in for m, e in experts.items() if e.extra_in}
     diffusers = DiffuserSet(cfg.diffuser, 3, latent, extra)
     with torch.no_grad():  # non-zero output layers, as after training
         for net in diffusers.nets.values():
@@ -68,17 +70,31 @@ def build_collab(cfg, experts, latent: int, heads: int | None):
 
 
 @torch.no_grad()
-def timing(scale: str, batches: list[int], heads_list: list[int | None], every_list: list[int], repeats: int):
+def random_raw(mods, B: int, size: int, vocab: int) -> dict[str, torch.Tensor]:
+    """Random raw conditions of the built-in modalities: label maps, token ids, line drawings."""
+    make = {
+        "mask": lambda: torch.randint(0, 19, (B, size, size)),
+        "text": lambda: torch.randint(0, vocab, (B, 77)),
+        "sketch": lambda: (torch.rand(B, size, size) < 0.1).float(),
+    }
+    return {m: make[m]() for m in mods}
+
+
+def timing(
+    scale: str,
+    batches: list[int],
+    heads_list: list[int | None],
+    every_list: list[int],
+    repeats: int,
+    mods: list[str] | None = None,
+):
     from cdiff.diffusion.predictors import CollabPredictor
 
     rows = []
-    cfg, experts, latent, vocab = build_experts(scale)
+    cfg, experts, latent, vocab = build_experts(scale, mods)
     collabs = {h: build_collab(cfg, experts, latent, h) for h in heads_list}
     for B in batches:
-        raw = {
-            "mask": torch.randint(0, 19, (B, cfg.data.resolution, cfg.data.resolution)),
-            "text": torch.randint(0, vocab, (B, 77)),
-        }
+        raw = random_raw(cfg.diffuser.modalities, B, cfg.data.resolution, vocab)
         any_collab = next(iter(collabs.values()))
         conds = any_collab.encode(raw)
         x = torch.randn(B, 3, latent, latent)
@@ -110,13 +126,15 @@ def timing(scale: str, batches: list[int], heads_list: list[int | None], every_l
                     }
                 )
                 Console().print(rows[-1])
-    table = Table(title=f"one sampling step, {scale} scale, {torch.get_num_threads()} threads")
+    n = len(cfg.diffuser.modalities)
+    title = f"one sampling step, {scale} scale, {', '.join(cfg.diffuser.modalities)}, {torch.get_num_threads()} threads"
+    table = Table(title=title)
     for col in (
         "heads",
         "batch",
         "diffusers every",
-        "2 uni-modal steps",
-        "2 diffusers",
+        f"{n} uni-modal steps",
+        f"{n} diffusers",
         "collaborative step",
         "ratio",
     ):
@@ -193,6 +211,9 @@ def main() -> None:
     )
     ap.add_argument("--every", type=int, nargs="+", default=[1], help="run the diffusers every k steps")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--modalities", help="the experts that collaborate, e.g. mask,text,sketch [default: mask,text]"
+    )
     ap.add_argument("--run", help="a trained demo run (for --quality)")
     ap.add_argument(
         "--quality", action="store_true", help="speed and PSNR of faster settings on trained weights"
@@ -205,7 +226,8 @@ def main() -> None:
             ap.error("--quality needs --run")
         quality(args.run, args.n, args.save)
     else:
-        timing(args.scale, args.batch, args.heads or [None], args.every, args.repeats)
+        mods = args.modalities.split(",") if args.modalities else None
+        timing(args.scale, args.batch, args.heads or [None], args.every, args.repeats, mods)
 
 
 if __name__ == "__main__":
