@@ -78,7 +78,7 @@ demo: $(STAMP)
 		step "evaluate: three-way on $(DEMO_TRIPLES) validation triples" $(CDIFF) evaluate --config demo \
 			--run $(DEMO_RUN) --modalities $(THREE_WAY) --pairs $(DEMO_TRIPLES) $(DEMO_EVAL_SOLVER) \
 			--out $(DEMO_RUN)/evaluation-three-way --force; \
-	else echo "== three-way: skipped ($(DEMO_RUN) has no sketch model and three-way diffusers; make clean-demo first)"; fi; \
+	else echo "== three-way: skipped ($(DEMO_RUN) has no three-way diffusers: make clean-demo for the shipped ones, or cdiff train-diffuser --modalities $(THREE_WAY) --run $(DEMO_RUN))"; fi; \
 	step "report" $(CDIFF) report --run $(DEMO_RUN) --force; \
 	echo "== demo: $$(( $$(date +%s) - start )) s in all. Open:"; \
 	echo "   $(DEMO_RUN)/report.html  (everything below on one page)"; \

@@ -953,6 +953,27 @@ def test_diffuser_sets_live_side_by_side_named_by_their_modalities(three_way, tm
         tmp_path / "x",
     )
     assert r.exit_code == 2 and "drop it with --method text" in r.output
+    # --method all over modalities without their set: one line naming the command (not a silent skip)
+    r = cli(
+        "generate",
+        "--run",
+        three_way,
+        "--modalities",
+        "sketch,text",
+        "--method",
+        "all",
+        "--out",
+        tmp_path / "x",
+    )
+    assert r.exit_code == 2 and "cdiff train-diffuser --modalities sketch,text" in r.output
+    r = cli("generate", "--run", three_way, "--method", "collaborative-bogus", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "--method collaborative-bogus: unknown modality bogus" in r.output
+    r = cli("evaluate", "--run", three_way, "--modalities", "mask,text,sketch", "--pairs", 2, "--force")
+    assert r.exit_code == 2 and "--pairs must be between 3" in r.output  # 2 would reuse a face in a triple
+    r = cli("evaluate", "--run", three_way, "--modalities", "mask,text,sketch", "--dry-run")
+    assert r.exit_code == 0 and "collaborative, composable, collaborative-mask-sketch" in r.output.replace(
+        "\n", " "
+    )
 
 
 def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_path):

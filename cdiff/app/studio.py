@@ -132,8 +132,11 @@ class Studio:
 
     @property
     def sketches(self) -> bool:
-        """True when the run has a sketch model: the page offers a sketch canvas."""
-        return self.pipe.run.has(SKETCH)
+        """True when the run has a sketch model and diffusers that combine it with the page's pair: the
+        page offers a sketch canvas."""
+        run = self.pipe.run
+        pair = run.diffuser_modalities(DEFAULT_SET)
+        return run.has(SKETCH) and run.has_set([*pair, SKETCH])
 
     def modalities(self, sketch: bool | None = None) -> list[str]:
         """What the page's conditions combine: the mask and the caption (the run's ``diffuser`` set), and
@@ -148,7 +151,7 @@ class Studio:
         then ``all``."""
         if sketch is None:
             return list(dict.fromkeys([*self.methods(False)[:-1], *self.methods(True)]))
-        return [*compare.methods_for(self.pipe.run, self.modalities(sketch)), ALL]
+        return [*compare.methods_for(self.pipe.run, self.modalities(sketch), strict=False), ALL]
 
     def examples(self) -> list[dict[str, Any]]:
         """The run's example pairs with their masks read: ``{"mask": path, "text", "label"}``."""

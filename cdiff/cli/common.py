@@ -70,8 +70,9 @@ ModalitiesOpt = Annotated[
     str | None,
     typer.Option(
         "--modalities",
-        help="Which models combine, comma-separated (e.g. mask,text,sketch): picks the diffuser set. "
-        "\\[default: the modalities of the conditions given, else RUN/diffuser's]",
+        help="Which models combine, two or more, comma-separated (e.g. mask,text,sketch): picks the "
+        "diffuser set. \\[default: those of the conditions given (generate), else RUN/diffuser's or the "
+        "run's only set]",
     ),
 ]
 DEVICE_HELP = "Where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps."

@@ -80,6 +80,7 @@ def evaluate(
     Mask accuracy (face parser vs the input mask, full size and 32×32), text accuracy (attribute classifier vs the caption), a Fréchet distance in the evaluator's features and, with the Inception weights, FID. Writes metrics.json, report.html and samples.png; needs [b]cdiff train-evaluator[/] first.
     """
     from cdiff.stages import evaluate as stage
+    from cdiff.stages.evaluate_plan import planned_methods
 
     cfg = opts.resolve(sample)
     run_dir = opts.run_dir
@@ -94,7 +95,7 @@ def evaluate(
     )
     if opts.print_dry_run(cfg):
         say(
-            f"would evaluate {', '.join(req.methods)} on {pairs or cfg.evaluate.pairs} validation pairs "
+            f"would evaluate {', '.join(planned_methods(req.methods, run_dir, req.modalities))} on {pairs or cfg.evaluate.pairs} validation pairs "
             f"({cfg.sample.solver}, {cfg.sample.steps} steps) into {out}"
         )
         return

@@ -24,12 +24,15 @@ from cdiff.stages import generate as gen
 from cdiff.stages.run import Run, set_name
 
 
-def methods_for(run: Run, mods: list[str]) -> list[str]:
+def methods_for(run: Run, mods: list[str], strict: bool = True) -> list[str]:
     """Every method the run has models for, over the modalities ``mods``: collaborative (with their
     diffuser set), composable, ``collaborative-<set>`` for each smaller set of the run within ``mods``
-    (the pairs of a three-way run), and each uni-modal model."""
+    (the pairs of a three-way run), and each uni-modal model. ``strict``: a missing set for ``mods`` is a
+    one-line error naming the command that trains it (else collaborative is left out)."""
     sets = [v for v in run.diffuser_sets().values() if set(v) <= set(mods)]
     full = [v for v in sets if sorted(v) == sorted(mods)]
+    if strict and not full:
+        run.require(run.diffuser_part(mods))
     smaller = [gen.SET_METHOD + set_name(v) for v in sets if len(v) < len(mods)]
     return [
         *(["collaborative"] if full else []),

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -42,7 +41,6 @@ from cdiff.config import Config
 from cdiff.data.datasets import to_uint8
 from cdiff.data.prepared import PreparedDataset
 from cdiff.diffusion.sampling import check_seed
-from cdiff.errors import InputError
 from cdiff.models.vae import reconstruct
 from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest
 from cdiff.stages import generate as gen
@@ -58,29 +56,8 @@ from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the repor
     write_html,
     write_samples,
 )
-from cdiff.stages.run import Run, set_name
-
-
-def methods() -> list[str]:
-    return [*gen.methods(), RELEASED]
-
-
-def expand_methods(asked: list[str], run: Run, mods: list[str]) -> list[str]:
-    """``asked`` with ``all`` replaced by every method the run has models for over ``mods`` (see
-    :func:`~cdiff.stages.compare.methods_for`), each named once; unknown names are a one-line error."""
-    from cdiff.stages.compare import methods_for
-
-    have = methods_for(run, mods)
-    out: list[str] = []
-    for m in asked:
-        out += have if m == gen.ALL else [m]
-    sets = [x for x in have if x.startswith(gen.SET_METHOD)]
-    unknown = [m for m in out if m not in methods() and m not in sets]
-    if unknown or not out:
-        bad = unknown[0] if unknown else ""
-        hint = f" (the run's sets within {', '.join(mods)}: {', '.join(sets)})" if sets else ""
-        raise InputError(f"unknown --method '{bad}'; choose from {', '.join(methods())}, {gen.ALL}{hint}")
-    return list(dict.fromkeys(out))
+from cdiff.stages.evaluate_plan import choose_pairs, claims_of, expand_methods, methods  # noqa: F401
+from cdiff.stages.run import Run
 
 
 @dataclass
@@ -103,17 +80,6 @@ class EvaluateReport:
     notes: list[str]
 
 
-def choose_pairs(data: PreparedDataset, n: int, seed: int, mods: list[str]) -> list[dict[str, str]]:
-    """n condition sets ``{modality: validation id}`` in a seeded order: set k takes modality i's
-    condition from face k + i (the mask of face k, the caption of face k + 1), never all from one face."""
-    val = data.split("val")
-    if n < 2 or n > len(val):
-        raise InputError(f"--pairs must be between 2 and the {len(val)} validation images, got {n}")
-    order = np.random.default_rng(seed).permutation(len(val))[:n]
-    ids = [val[i] for i in order]
-    return [{m: ids[(k + i) % n] for i, m in enumerate(mods)} for k in range(n)]
-
-
 def _per_image(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in scores.items() if v.dim() == 1}
 
@@ -124,20 +90,6 @@ def summarise(scores: dict[str, torch.Tensor]) -> dict[str, float]:
         (k[:-4] + "_accuracy" if k.endswith("_hit") else k): M.nanmean(v)
         for k, v in _per_image(scores).items()
     }
-
-
-def claims_of(mods: list[str]) -> list[tuple[str, str, str]]:
-    """The paper's claims, "method scores higher than other on metric": collaborative beats composable
-    on every modality's headline score, beats each smaller set of experts (three-way: each pair) on the
-    conditions that set leaves out, and each uni-modal model on the others' conditions."""
-    heads = [(m, modalities.get(m).headline) for m in mods if modalities.get(m).headline]
-    versus_composable = [("collaborative", "composable", h) for _, h in heads]
-    smaller = [s for k in range(len(mods) - 1, 1, -1) for s in itertools.combinations(mods, k)]
-    versus_sets = [
-        ("collaborative", gen.SET_METHOD + set_name(s), h) for s in smaller for m, h in heads if m not in s
-    ]
-    versus_experts = [("collaborative", o, h) for m, h in heads for o in mods if o != m]
-    return versus_composable + versus_sets + versus_experts
 
 
 @dataclass

@@ -20,7 +20,6 @@ Methods:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from cdiff.errors import InputError
 from cdiff.models.collab import Collaboration, check_released, released_reweight
 from cdiff.outputs import next_output_dir, write_to  # noqa: F401  (edit and the studio use them from here)
 from cdiff.stages import sampling_common as sc
+from cdiff.stages.conditions import SOURCE_KEY, condition_rows, read_pairs_file  # noqa: F401  (used from here)
 from cdiff.stages.generate_files import (  # noqa: F401  (the API, compare, edit and evaluate use them from here)
     INTERMEDIATES,
     GenerateResult,
@@ -56,7 +56,6 @@ ALL = "all"  # every method, side by side
 SET_METHOD = (
     "collaborative-"  # collaborative-<set>: the diffuser set of those modalities (collaborative-mask-sketch)
 )
-SOURCE_KEY = "{}_of"  # JSONL keys that say where a modality's condition came from (and "caption_of")
 
 
 def methods() -> list[str]:
@@ -100,43 +99,6 @@ class Generation:
     wall_time_s: float = 0.0
 
 
-def read_pairs_file(path: Path) -> list[dict[str, str]]:
-    """A JSONL file, one condition set per line: ``{"mask": "m.png", "text": "..."}`` (any registered modality)."""
-    if not path.is_file():
-        raise InputError(f"--from-file: {path} not found")
-    known = set(modalities.names())
-    pairs = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"--from-file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON lines"
-        ) from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(
-                f'{path}:{n} is not JSON; each line must be like {{"mask": "m.png", "text": "..."}}'
-            ) from None
-        sources = {SOURCE_KEY.format(m) for m in known} | {"caption_of"}
-        if not isinstance(rec, dict) or not set(rec) <= known | sources or not set(rec) & known:
-            raise InputError(
-                f"{path}:{n}: expected an object with the keys {', '.join(sorted(known))} (any of them; "
-                f"optionally where each came from: {', '.join(sorted(sources))}), got {line.strip()[:80]}"
-            )
-        bad = [k for k in rec if k in known and not isinstance(rec[k], str)]
-        if bad:
-            raise InputError(f"{path}:{n}: {bad[0]} must be a string, got {json.dumps(rec[bad[0]])[:40]}")
-        base = path.parent.resolve()
-        pairs.append({k: modalities.get(k).resolve_path(v, base) for k, v in rec.items() if k in known})
-    if not pairs:
-        raise InputError(f"--from-file: {path} holds no condition lines")
-    return pairs
-
-
 def base_method(method: str) -> str:
     """``collaborative`` for ``collaborative-<set>``, else the method itself."""
     return "collaborative" if method.startswith(SET_METHOD) else method
@@ -154,9 +116,10 @@ def chosen_modalities(req: GenerateRequest) -> list[str] | None:
             f"--modalities picks what the multi-modal methods combine; drop it with --method {req.method}"
         )
     if chosen is not None:
-        chosen = modalities.check(list(dict.fromkeys(chosen)), "--modalities")
+        what = f"--method {req.method}" if named else "--modalities"
+        chosen = modalities.check(list(dict.fromkeys(chosen)), what)
         if len(chosen) < 2:
-            raise InputError(f"--modalities needs two or more of {', '.join(modalities.names())}")
+            raise InputError(f"{what} needs two or more of {', '.join(modalities.names())}")
         return chosen
     given = [m for m, v in req.conditions.items() if v]
     if req.pairs:
@@ -171,57 +134,16 @@ def modalities_of(method: str, cfg: Config, run: Run, chosen: list[str] | None =
     return modalities.check(run.diffuser_modalities(cfg.diffuser.modalities, chosen))
 
 
-def condition_rows(req: GenerateRequest, mods: list[str], run: Run) -> list[dict[str, Any]]:
-    """One dict per condition set: ``{modality: value}`` (a caption, a mask path or array, ``val:<id>``)."""
-    given = {m: list(v) for m, v in req.conditions.items() if v}
-    modalities.check(list(given), "conditions")
-    extra = [m for m in given if m not in mods]
-    if extra:
+def _check_guidance(cfg: Config, metas: dict[str, dict[str, Any]]) -> None:
+    """Guidance other than 1 needs every model trained with condition dropout."""
+    s = cfg.sample
+    plain = [m for m, meta in metas.items() if meta["unimodal"]["cond_dropout"] <= 0]
+    if s.guidance != 1.0 and plain:
         raise InputError(
-            f"--method {req.method} does not use {_option(extra[0])}; it conditions on {', '.join(mods)}"
+            f"guidance {s.guidance:g} needs models trained with condition dropout, and the {plain[0]} model "
+            f"was trained without it (e.g. the released weights); pass --guidance 1, or the run's preset "
+            f"(--config {cfg.name if cfg.name != 'demo' else 'celeba256/celeba512'})"
         )
-    if req.pairs:
-        if given:
-            raise InputError("give conditions either with --from-file or with options like --text, not both")
-        for n, rec in enumerate(req.pairs, 1):
-            missing = [m for m in mods if m not in rec]
-            if missing:
-                raise InputError(
-                    f"--from-file line {n} lacks {', '.join(missing)} (--method {req.method} needs {', '.join(mods)})"
-                )
-        return [{m: rec[m] for m in mods} for rec in req.pairs]
-    if not given:
-        return _val_rows(run, mods, req.val_conditions)
-    missing = [m for m in mods if m not in given]
-    if missing:
-        raise InputError(
-            f"--method {req.method} needs {' and '.join(_option(m) for m in mods)}; {_option(missing[0])} is missing"
-        )
-    n = max(len(v) for v in given.values())
-    for m, v in given.items():
-        if len(v) not in (1, n):
-            raise InputError(
-                f"{len(v)} {_option(m)} for {n} of the other condition: give one, or as many (paired by position)"
-            )
-    return [{m: given[m][k if len(given[m]) > 1 else 0] for m in mods} for k in range(n)]
-
-
-def _option(m: str) -> str:
-    return modalities.get(m).option or f"--cond {m}=..."
-
-
-def _val_rows(run: Run, mods: list[str], n: int) -> list[dict[str, Any]]:
-    """The run's example pairs (shipped demo runs), else its first validation pairs."""
-    examples = run.root / "examples" / "pairs.jsonl"
-    if examples.is_file():
-        return [{m: rec[m] for m in mods} for rec in read_pairs_file(examples)[:n]]
-    if run.data is None:
-        raise InputError(
-            f"no conditions given and {run.root} has no data to take validation pairs from; give conditions "
-            f"({', '.join(_option(m) for m in mods)})"
-        )
-    ids = run.data.split("val")[:n]
-    return [{m: modalities.get(m).dataset_value(run.data, i) for m in mods} for i in ids]
 
 
 def predictor_for(
@@ -240,14 +162,7 @@ def predictor_for(
     s = cfg.sample
     mods = modalities_of(method, cfg, run, chosen if method in MULTI else None)
     metas = {m: run.expert(m)[1] for m in mods}
-    if s.guidance != 1.0:
-        plain = [m for m in mods if metas[m]["unimodal"]["cond_dropout"] <= 0]
-        if plain:
-            raise InputError(
-                f"guidance {s.guidance:g} needs models trained with condition dropout, and the {plain[0]} model "
-                f"was trained without it (e.g. the released weights); pass --guidance 1, or the run's preset "
-                f"(--config {cfg.name if cfg.name != 'demo' else 'celeba256/celeba512'})"
-            )
+    _check_guidance(cfg, metas)
     cfg.diffusion = cfg_mod.build(cfg_mod.DiffusionConfig, metas[mods[0]]["diffusion"])  # sample as trained
     cfg_mod.check_sample(s, cfg.diffusion.timesteps)
     settings: dict[str, Any] = {

@@ -138,7 +138,17 @@ class Run:
         for part, found in sets.items():
             if sorted(found) == sorted(mods):
                 return part
-        return set_part(mods)
+        part = set_part(mods)
+        if part in sets:  # a run from before sets were named by their modalities
+            raise InputError(
+                f"{self.root / part} holds the diffusers of {', '.join(sets[part])}, not {', '.join(mods)}; "
+                f"move it to {self.root / set_part(sets[part])}"
+            )
+        return part
+
+    def has_set(self, mods: list[str] | tuple[str, ...]) -> bool:
+        """True when the run has a finished diffuser set combining ``mods``."""
+        return any(sorted(found) == sorted(mods) for found in self.diffuser_sets().values())
 
     def diffuser_modalities(
         self, default: list[str] | tuple[str, ...], mods: list[str] | tuple[str, ...] | None = None
