@@ -66,8 +66,8 @@ demo: $(STAMP)
 		--out $(DEMO_RUN)/edits/demo-text; \
 	step "edit: mask" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) --target-mask "$(DEMO_TARGET_MASK)" \
 		--out $(DEMO_RUN)/edits/demo-mask; \
-	step "edit: text and mask together (collaborative)" $(CDIFF) edit "$(DEMO_PHOTO)" --run $(DEMO_RUN) \
-		--target-text "$(DEMO_TARGET_TEXT)" --target-mask "$(DEMO_TARGET_MASK)" --save-intermediates \
+	step "edit: text and mask together (collaborative: the two edits combined, no optimising again)" \
+		$(CDIFF) edit --from $(DEMO_RUN)/edits/demo-text --from $(DEMO_RUN)/edits/demo-mask --save-intermediates \
 		--out $(DEMO_RUN)/edits/demo-both; \
 	step "evaluate: every method on $(DEMO_PAIRS) validation pairs" $(CDIFF) evaluate --config demo --run $(DEMO_RUN) \
 		--pairs $(DEMO_PAIRS) $(DEMO_EVAL_SOLVER) --force; \

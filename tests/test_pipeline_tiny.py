@@ -592,6 +592,40 @@ def test_collaborative_edit_and_visualize(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert (out / "visualize" / "alpha_+1.50" / "influence_mask.png").is_file()
     assert (out / "visualize" / "alpha_+1.50" / "overlay.png").is_file()
+    # the edits toward each target alone, combined (--from twice): the same images, without optimising
+    for flag, value, name in (("--target-text", "She is old.", "text"), ("--target-mask", m, "mask")):
+        r = cli(
+            "edit",
+            photo,
+            "--run",
+            run_dir,
+            flag,
+            value,
+            "--alphas",
+            "0",
+            "--out",
+            tmp_path / name,
+            *EDIT_FAST,
+        )
+        assert r.exit_code == 0, r.output
+    combined = tmp_path / "combined"
+    r = cli(
+        "edit",
+        "--from",
+        tmp_path / "text",
+        "--from",
+        tmp_path / "mask",
+        "--alphas",
+        "0,1.5",
+        "--out",
+        combined,
+    )
+    assert r.exit_code == 0, r.output
+    for a in ("+0.00", "+1.50"):
+        assert np.array_equal(_png(out / f"alpha_{a}.png"), _png(combined / f"alpha_{a}.png")), a
+    assert json.loads((combined / "manifest.json").read_text())["settings"]["modalities"] == ["mask", "text"]
+    r = cli("edit", "--from", tmp_path / "text", "--from", tmp_path / "text", "--out", tmp_path / "twice")
+    assert r.exit_code == 2 and "two of the edits target text" in r.output
 
 
 @pytest.mark.parametrize(

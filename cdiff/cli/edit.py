@@ -36,8 +36,12 @@ PhotoArg = Annotated[
     Path | None, typer.Argument(help="The photo to edit (any size; centre-cropped and resized).")
 ]
 FromDirOpt = Annotated[
-    Path | None,
-    typer.Option("--from", help="An earlier edit folder: render (more) alphas without optimising."),
+    list[Path] | None,
+    typer.Option(
+        "--from",
+        help="An earlier edit folder: render (more) alphas without optimising. Repeat it to combine "
+        "single-target edits of one photo into the collaborative edit toward all their targets.",
+    ),
 ]
 AlphasOpt = Annotated[
     str | None,
@@ -59,7 +63,7 @@ FinetuneLrOpt = Annotated[
 IntermediatesOpt = Annotated[
     bool, typer.Option("--save-intermediates", help="Keep each step's maps, x_t and x_0 (for visualize).")
 ]
-EditsOutOpt = out_option("RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN")
+EditsOutOpt = out_option("RUN/edits/NNN; ./outputs/NNN without --run; EDIT_DIR/renders/NNN with one --from")
 
 
 @app.command()
@@ -94,7 +98,7 @@ def edit(
     req = stage.EditRequest(
         photo=photo,
         targets=targets,
-        from_dir=from_dir,
+        from_dir=(from_dir[0] if len(from_dir) == 1 else list(from_dir)) if from_dir else None,
         alphas=_alphas(alphas),
         seed=seed,
         sample_given={k.split(".", 1)[1]: v for k, v in sample.items()},

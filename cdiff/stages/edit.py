@@ -11,7 +11,8 @@ the fine-tuned experts together with the dynamic diffusers, one alpha for both m
 
 The method is in :mod:`cdiff.stages.imagic`. The optimised embeddings, the fine-tuned UNets and
 the start noise are saved in the edit's folder; ``--from EDIT_DIR`` renders more alphas from them
-without optimising again.
+without optimising again, and ``--from A --from B`` combines single-modality edits of one photo into
+the collaborative edit toward both (:mod:`cdiff.stages.edit_reuse`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from cdiff.rundir import (
     atomic_write_json,
     fresh_output,
     make_manifest,
-    read_manifest,
     sha256_file,
 )
 from cdiff.stages import imagic
@@ -57,7 +57,7 @@ class EditRequest:
 
     photo: Any = None  # a path or a PIL image
     targets: dict[str, Any] = field(default_factory=dict)  # modality → target value (caption, mask, ...)
-    from_dir: Path | None = None
+    from_dir: Path | list[Path] | None = None  # --from: one earlier edit, or several to combine
     alphas: list[float] | None = None
     seed: int = 0
     embed_steps: int | None = None
@@ -91,16 +91,19 @@ def _targets_in_order(req: EditRequest, run: Run) -> list[str]:
         ]
         both = "or both" if len(options) == 2 else "or several"
         raise InputError(f"give {', '.join(options)} {both} (several together: collaborative)")
-    if len(mods) > 1:  # the diffuser set of these targets, in its trained order
-        part = run.diffuser_part(mods)
-        if not run.has(part):
-            sets = ", ".join(set_name(v) for v in run.diffuser_sets().values()) or "none"
-            raise InputError(
-                f"{run.root} has no dynamic diffusers combining {', '.join(mods)} (its sets: {sets}); train "
-                f"them ({command_of(part, run.root)}) or edit toward fewer targets"
-            )
-        mods = run.diffuser_modalities(mods, mods)
-    return mods
+    return set_of_targets(run, mods, " or edit toward fewer targets") if len(mods) > 1 else mods
+
+
+def set_of_targets(run: Run, mods: list[str], alternative: str = "") -> list[str]:
+    """``mods`` in the trained order of the run's diffuser set combining them, or a one-line error."""
+    part = run.diffuser_part(mods)
+    if not run.has(part):
+        sets = ", ".join(set_name(v) for v in run.diffuser_sets().values()) or "none"
+        raise InputError(
+            f"{run.root} has no dynamic diffusers combining {', '.join(mods)} (its sets: {sets}); train "
+            f"them ({command_of(part, run.root)}){alternative}"
+        )
+    return run.diffuser_modalities(mods, mods)
 
 
 def _settings(cfg: Config, req: EditRequest, mods: list[str]) -> dict[str, Any]:
@@ -227,8 +230,10 @@ def run(
     ``device``: ``(device, dtype)`` names for a re-render (``--from``), whose run comes from the edit.
     """
     _check(req)
-    if req.from_dir is not None:
-        return rerender(cfg, req, out, force, log, progress, device)
+    if req.from_dir is not None:  # renders from saved states: one edit's, or several combined
+        from cdiff.stages import edit_reuse
+
+        return edit_reuse.run(cfg, req, out, force, progress, device)
     t0 = time.perf_counter()
     if run_dir is None:
         raise InputError("give --run RUN: the run directory with the models")
@@ -332,68 +337,6 @@ def _render_and_write(
         ),
     )
     return images
-
-
-def rerender(
-    cfg: Config, req: EditRequest, out: Path | None, force: bool, log=print, progress=None, device=None
-) -> EditResult:
-    """Render (more) alphas of an earlier edit from its saved embeddings, UNets and start noise."""
-    t0 = time.perf_counter()
-    src = Path(req.from_dir)
-    if not (src / "manifest.json").is_file():
-        raise InputError(
-            f"{src} is not an edit folder (no manifest.json); give a folder written by cdiff edit"
-        )
-    manifest = read_manifest(src)
-    if manifest.get("stage") != "edit":
-        raise InputError(f"{src} holds '{manifest.get('stage')}' output, not an edit")
-    if req.photo is not None or any(v is not None for v in req.targets.values()):
-        raise InputError(
-            "--from re-renders an earlier edit: give no photo or targets (only --alphas and output options)"
-        )
-    check_out(out, force)  # before any set-up: locked, finished work refused
-    try:
-        return _rerender(cfg, req, src, manifest, out, progress, device, t0)
-    finally:
-        if out is not None:
-            release(out)
-
-
-def _rerender(
-    cfg: Config,
-    req: EditRequest,
-    src: Path,
-    manifest: dict,
-    out: Path | None,
-    progress: Callable[[str], Any] | None,
-    device: tuple[Any, Any] | None,
-    t0: float,
-) -> EditResult:
-    """:func:`rerender` once its output is checked: the edit's state, then the sweep."""
-    settings = dict(manifest["settings"])
-    for key in ("steps", "eta", "solver"):  # the edit's own, unless given now
-        settings[key] = req.sample_given.get(key, settings[key])
-        setattr(cfg.sample, key, settings[key])
-    run = Run(Path(manifest["inputs"]["run"]))
-    if device is not None:
-        from cdiff.devices import resolve_device, resolve_dtype
-
-        dev = resolve_device(device[0])
-        run = Run(run.root, dev, resolve_dtype(device[1], dev))
-    state = load_state(src, run, settings)
-    cfg.diffusion = cfg_mod.build(
-        cfg_mod.DiffusionConfig, run.expert(settings["modalities"][0])[1]["diffusion"]
-    )
-    cfg_mod.check_sample(cfg.sample, cfg.diffusion.timesteps)
-    alphas = list(req.alphas or [r["alpha"] for r in manifest["outputs"]["images"]])
-    conditions = manifest["outputs"]["images"][0]["conditions"] if manifest["outputs"]["images"] else {}
-    conditions = {**conditions, **{m: str(src / f"target_{m}.png") for m in state.raw}}
-    inputs = {"run": str(run.root.resolve()), "edit": str(src.resolve())}
-    record = {"inputs": inputs, "metrics": {}, "notes": [], "t0": t0, "conditions": conditions}
-    out, images = write_to(
-        out, src / "renders", lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
-    )
-    return EditResult(out, alphas, images, {}, [], time.perf_counter() - t0)
 
 
 __all__ = ["EditRequest", "load_photo", "optimise", "run", "write"]
