@@ -107,11 +107,11 @@ demo-train: $(STAMP)
 	stage evaluator $(CDIFF) train-evaluator --config demo --run $(DEMO_RUN) --resume && \
 	stage sketch $(CDIFF) train-unimodal --modality sketch --config demo --run $(DEMO_RUN) --resume --steps 2000 && \
 	stage diffuser-mask-sketch-text $(CDIFF) train-diffuser --modalities $(THREE_WAY) --config demo --run $(DEMO_RUN) \
-		--resume --steps 600 && \
+		--resume && \
 	stage diffuser-mask-sketch $(CDIFF) train-diffuser --modalities mask,sketch --config demo --run $(DEMO_RUN) \
-		--resume --steps 600 && \
+		--resume && \
 	stage diffuser-sketch-text $(CDIFF) train-diffuser --modalities text,sketch --config demo --run $(DEMO_RUN) \
-		--resume --steps 600 && \
+		--resume && \
 	rm -rf $(DEMO_OUT)/demo-text $(DEMO_OUT)/demo-mask && \
 	$(CDIFF) generate --method text --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-text && \
 	$(CDIFF) generate --method mask --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-mask && \
