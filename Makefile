@@ -73,7 +73,7 @@ demo: $(STAMP)
 		--pairs $(DEMO_PAIRS) $(DEMO_EVAL_SOLVER) --force; \
 	if [ -f $(DEMO_RUN)/diffuser-mask-sketch-text/manifest.json ]; then \
 		step "generate: three-way (the mask, caption and sketch of three faces) next to each pair of experts" \
-			$(CDIFF) generate --run $(DEMO_RUN) --modalities $(THREE_WAY) --method all --num 1 \
+			$(CDIFF) generate --run $(DEMO_RUN) --modalities $(THREE_WAY) --method all --num 1 $(DEMO_EVAL_SOLVER) \
 			--out $(DEMO_OUT)/demo-three-way; \
 		step "evaluate: three-way on $(DEMO_TRIPLES) validation triples" $(CDIFF) evaluate --config demo \
 			--run $(DEMO_RUN) --modalities $(THREE_WAY) --pairs $(DEMO_TRIPLES) $(DEMO_EVAL_SOLVER) \
