@@ -624,6 +624,9 @@ def test_collaborative_edit_and_visualize(run_dir, tmp_path):
     for a in ("+0.00", "+1.50"):
         assert np.array_equal(_png(out / f"alpha_{a}.png"), _png(combined / f"alpha_{a}.png")), a
     assert json.loads((combined / "manifest.json").read_text())["settings"]["modalities"] == ["mask", "text"]
+    r = cli("edit", "--from", combined, "--alphas", "1.5", "--out", tmp_path / "again")  # an edit of its own
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(_png(out / "alpha_+1.50.png"), _png(tmp_path / "again" / "alpha_+1.50.png"))
     r = cli("edit", "--from", tmp_path / "text", "--from", tmp_path / "text", "--out", tmp_path / "twice")
     assert r.exit_code == 2 and "two of the edits target text" in r.output
 

@@ -136,7 +136,7 @@ class Studio:
         page offers a sketch canvas."""
         run = self.pipe.run
         pair = run.diffuser_modalities(DEFAULT_SET)
-        return run.has(SKETCH) and run.has_set([*pair, SKETCH])
+        return run.has(SKETCH) and (SKETCH in pair or run.has_set([*pair, SKETCH]))
 
     def modalities(self, sketch: bool | None = None) -> list[str]:
         """What the page's conditions combine: the mask and the caption (the run's ``diffuser`` set), and

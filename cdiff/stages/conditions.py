@@ -100,7 +100,8 @@ def _val_rows(run: Run, mods: list[str], n: int) -> list[dict[str, Any]]:
     if rows and all(m in rec for rec in rows for m in mods):
         return [{m: rec[m] for m in mods} for rec in rows]
     if run.data is None:
-        lacks = f" ({examples} has no {', '.join(m for m in mods if m not in rows[0])})" if rows else ""
+        absent = [m for m in mods if any(m not in rec for rec in rows)]
+        lacks = f" ({examples} has no {', '.join(absent)})" if rows else ""
         raise InputError(
             f"no conditions given and {run.root} has no data to take validation pairs from{lacks}; give "
             f"conditions ({', '.join(_option(m) for m in mods)}) or run cdiff prepare --run {run.root}"

@@ -1,8 +1,8 @@
 """Edits rendered from saved states, without optimising again (``edit --from``).
 
 - One earlier edit: render (more) alphas into ``EDIT_DIR/renders/NNN``.
-- Several single-modality edits of one photo (``--from A --from B``): the collaborative edit toward
-  all their targets, into ``RUN/edits/NNN``. Each modality's embedding optimisation and fine-tuning
+- Several edits of one photo toward other targets (``--from A --from B``): the collaborative edit
+  toward all their targets, a new edit beside the first (``RUN/edits/NNN``, ``./outputs/NNN``). Each modality's embedding optimisation and fine-tuning
   run alone, seeded by the edit's seed, so the edits toward a caption and toward a mask hold exactly
   the state that an edit toward both builds (the same images, tested): combining them costs only
   the sweep.
@@ -15,15 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cdiff import config as cfg_mod
 from cdiff.config import Config
 from cdiff.errors import InputError
 from cdiff.locks import release
-from cdiff.rundir import read_manifest, sha256_file
+from cdiff.rundir import read_manifest
 from cdiff.stages.edit import EditRequest, EditResult, set_of_targets, write
-from cdiff.stages.edit_state import INPUT, load_state
+from cdiff.stages.edit_state import load_state
 from cdiff.stages.generate import check_out, write_to
 from cdiff.stages.imagic import EditState
 from cdiff.stages.run import Run
@@ -120,73 +121,84 @@ def _combine(
     device: tuple[Any, Any] | None,
     t0: float,
 ) -> EditResult:
-    """The collaborative edit toward every target of ``sources`` (single-modality edits of one photo)."""
+    """The collaborative edit toward every target of ``sources`` (edits of one photo), written as a
+    new edit of its own (reusable with ``--from``) beside the first source."""
     run = _run_of(manifests[0], device)
-    mods = _check_combinable(sources, manifests, run)
+    mods = _check_combinable(sources, manifests, run, set(req.sample_given))
     settings = {**manifests[0]["settings"], "method": "collaborative", "modalities": mods}
     _sampling(cfg, req, settings, run)
-    states = [load_state(src, run, m["settings"]) for src, m in zip(sources, manifests, strict=True)]
-    if any(not torch.equal(s.noise, states[0].noise) for s in states):
-        raise InputError(
-            f"{sources[0]} and the other edits start from different noise; edit again with one --seed"
-        )
+    states = [
+        load_state(src, run, m["settings"], diffusers=False)
+        for src, m in zip(sources, manifests, strict=True)
+    ]
+    for src, st in zip(sources[1:], states[1:], strict=True):
+        if not np.array_equal(st.image, states[0].image):
+            raise InputError(f"{src} edits another photo than {sources[0]}; combine edits of one photo")
+        if not torch.equal(st.noise, states[0].noise):
+            raise InputError(
+                f"{src} starts from other noise than {sources[0]}; combine edits made with one --seed"
+            )
     merged = {
-        f: {m: getattr(s, f)[m] for s in states for m in getattr(s, f)}
-        for f in ("experts", "targets", "optimised", "raw")
+        f: {m: v for st in states for m, v in getattr(st, f).items()}
+        for f in ("experts", "targets", "optimised")
     }
+    values = _targets(sources, manifests)
+    notes: list[str] = []
     state = EditState(
         run.root,
-        {m: merged["experts"][m] for m in mods},
-        {m: merged["targets"][m] for m in mods},
-        {m: merged["optimised"][m] for m in mods},
+        *({m: merged[f][m] for m in mods} for f in ("experts", "targets", "optimised")),
         states[0].noise,
         states[0].vae,
         states[0].vae_meta,
         settings,
         run.diffusers(mods)[0],
-        {m: merged["raw"][m] for m in mods if m in merged["raw"]},
-        {},
+        {m: run.read(m, [values[m]], notes).to(run.device) for m in mods},
+        {m: values[m] for m in mods},
         states[0].image,
     )
-    conditions = _conditions(sources, manifests)
     metrics = {k: v for manifest in manifests for k, v in manifest.get("metrics", {}).items()}
-    inputs = {"run": str(run.root.resolve()), "edits": [str(src.resolve()) for src in sources]}
-    record = {"inputs": inputs, "metrics": metrics, "notes": [], "t0": t0, "conditions": conditions}
+    first = manifests[0]["inputs"]
+    inputs = {"run": str(run.root.resolve()), **({"photo": first["photo"]} if "photo" in first else {})}
+    inputs.update({m: str(run.root / m) for m in mods}, edits=[str(src.resolve()) for src in sources])
+    photo = first.get("photo", {}).get("path", "<image>")
+    record = {"inputs": inputs, "metrics": metrics, "notes": notes, "t0": t0, "photo": photo}
     alphas = list(req.alphas or cfg.edit.collab_alphas)
     out, images = write_to(
-        out, run.root / "edits", lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
+        out, sources[0].resolve().parent, lambda f: (f, write(cfg, state, alphas, req, f, record, progress))
     )
-    return EditResult(out, alphas, images, metrics, [], time.perf_counter() - t0)
+    return EditResult(out, alphas, images, metrics, notes, time.perf_counter() - t0)
 
 
-def _conditions(sources: list[Path], manifests: list[dict]) -> dict[str, str]:
-    """Every edit's targets as its images recorded them, its saved target pictures by path."""
-    out: dict[str, str] = {}
+def _targets(sources: list[Path], manifests: list[dict]) -> dict[str, Any]:
+    """Every edit's targets: its saved target pictures by path, the others (captions) as recorded."""
+    out: dict[str, Any] = {}
     for src, manifest in zip(sources, manifests, strict=True):
         images = manifest["outputs"]["images"]
-        out.update(images[0]["conditions"] if images else {})
+        recorded = images[0]["conditions"] if images else {}
         for m in manifest["settings"]["modalities"]:
-            if (src / f"target_{m}.png").is_file():
-                out[m] = str(src.resolve() / f"target_{m}.png")
+            picture = src / f"target_{m}.png"
+            out[m] = str(picture.resolve()) if picture.is_file() else recorded.get(m)
+            if out[m] is None:
+                raise InputError(f"{src} does not record its {m} target; edit again")
     return out
 
 
-def _check_combinable(sources: list[Path], manifests: list[dict], run: Run) -> list[str]:
+def _check_combinable(sources: list[Path], manifests: list[dict], run: Run, given: set[str]) -> list[str]:
     """The combined modalities in their set's trained order, once the edits are known to fit together:
-    one photo, run, seed and optimisation, a modality each, and a diffuser set combining them."""
+    one run, seed, optimisation and sampling (unless given now), other targets each, and a diffuser set
+    combining them (the photo and the start noise are compared once loaded)."""
     first, mods = manifests[0], []
+    same = [*SAME, *(k for k in ("steps", "eta", "solver") if k not in given)]
     for src, manifest in zip(sources, manifests, strict=True):
         s = manifest["settings"]
         if manifest["inputs"]["run"] != first["inputs"]["run"]:
             raise InputError(
                 f"{src} was edited with the models of {manifest['inputs']['run']}, not {first['inputs']['run']}"
             )
-        if not (src / INPUT).is_file() or sha256_file(src / INPUT) != sha256_file(sources[0] / INPUT):
-            raise InputError(f"{src} edits another photo than {sources[0]}; combine edits of one photo")
-        differ = [k for k in SAME if s.get(k) != first["settings"].get(k)]
+        differ = [k for k in same if s.get(k) != first["settings"].get(k)]
         if differ:
             raise InputError(
-                f"{src} was optimised with {differ[0]}={s.get(differ[0])}, {sources[0]} with "
+                f"{src} was made with {differ[0]}={s.get(differ[0])}, {sources[0]} with "
                 f"{first['settings'].get(differ[0])}; combine edits made with the same settings"
             )
         twice = [m for m in s["modalities"] if m in mods]

@@ -43,8 +43,9 @@ def state_bytes(state: EditState) -> int:
     return unets + embeddings + state.noise.numel() * state.noise.element_size() + state.image.nbytes
 
 
-def load_state(src: Path, run: Run, settings: dict) -> EditState:
-    """An earlier edit's state from its folder: the fine-tuned UNets, embeddings, start noise, input, targets."""
+def load_state(src: Path, run: Run, settings: dict, diffusers: bool = True) -> EditState:
+    """An earlier edit's state from its folder: the fine-tuned UNets, embeddings, start noise, input, targets
+    (``diffusers``: and the diffuser set of its targets, when several)."""
     mods = settings["modalities"]
     for name in [EMBEDDINGS, NOISE] + [f"finetuned_{m}.safetensors" for m in mods]:
         if not (src / name).is_file():
@@ -70,9 +71,9 @@ def load_state(src: Path, run: Run, settings: dict) -> EditState:
         for m in mods
         if (src / f"target_{m}.png").is_file()
     }
-    diffusers = run.diffusers(mods)[0] if len(mods) > 1 else None
+    sets = run.diffusers(mods)[0] if diffusers and len(mods) > 1 else None
     return EditState(
-        run.root, experts, targets, optimised, noise, vae, vae_meta, settings, diffusers, raw, {}, image
+        run.root, experts, targets, optimised, noise, vae, vae_meta, settings, sets, raw, {}, image
     )
 
 
