@@ -75,11 +75,12 @@ def _quality_title(key: str, short: bool = False) -> str:
 
 
 def with_interval(v: Any, span: list[float] | None, short: bool) -> str:
-    """``0.922 (0.911–0.933)``, or ``0.922±0.011`` (``short``): a score with its bootstrap 95 % interval."""
+    """``0.922 (0.911–0.933)``, or ``0.922 ±0.011`` (``short``: a narrow terminal puts the half-width on a
+    line of its own): a score with its bootstrap 95 % interval."""
     if span is None or v is None:
         return fmt(v)
     if short:
-        return f"{fmt(v)}±{(span[1] - span[0]) / 2:.3f}"
+        return f"{fmt(v)} ±{(span[1] - span[0]) / 2:.3f}"
     return f"{fmt(v)} ({fmt(span[0])}–{fmt(span[1])})"
 
 
