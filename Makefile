@@ -6,7 +6,7 @@ STAMP := $(VENV)/.cdiff-installed
 CDIFF := $(VENV)/bin/cdiff
 DEMO_RUN ?= runs/demo
 
-.PHONY: install test test-all lint demo demo-train clean-demo app
+.PHONY: install test test-all lint demo demo-train docs-images clean-demo app
 
 install: $(STAMP)
 
@@ -117,6 +117,19 @@ demo-train: $(STAMP)
 	$(CDIFF) generate --method mask --config demo --run $(DEMO_RUN) --num 4 --out $(DEMO_OUT)/demo-mask && \
 	$(PY) -m cdiff.stages.demo_weights export $(DEMO_RUN) && \
 	echo "== demo training: $$(( $$(date +%s) - start )) s in all"
+
+# The pictures of README.md and docs/ that come from make demo, copied from $(DEMO_RUN) (run make demo first).
+VIS = $(DEMO_OUT)/demo/collaborative/visualize/001-000000
+DOCS_IMAGES = demo_compare.png:$(DEMO_OUT)/demo/compare.png demo_evaluation.png:$(DEMO_RUN)/evaluation/samples.png \
+	demo_edit_text.png:$(DEMO_RUN)/edits/demo-text/grid.png demo_edit_mask.png:$(DEMO_RUN)/edits/demo-mask/grid.png \
+	demo_edit_both.png:$(DEMO_RUN)/edits/demo-both/grid.png demo_influence_mask.png:$(VIS)/influence_mask.png \
+	demo_influence_text.png:$(VIS)/influence_text.png demo_x0.png:$(VIS)/pred_x0.png demo_xt.png:$(VIS)/x_t.png \
+	demo_animation.gif:$(VIS)/animation.gif demo_three_way.png:$(DEMO_OUT)/demo-three-way/compare.png \
+	demo_three_way_evaluation.png:$(DEMO_RUN)/evaluation-three-way/samples.png
+docs-images:
+	@for pair in $(DOCS_IMAGES); do name=$${pair%%:*}; src=$${pair#*:}; \
+		if [ -f "$$src" ]; then cp "$$src" docs/images/$$name && echo "docs/images/$$name ← $$src"; \
+		else echo "skipped docs/images/$$name: no $$src"; fi; done
 
 clean-demo:
 	rm -rf $(DEMO_RUN)
