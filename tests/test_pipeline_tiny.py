@@ -340,12 +340,18 @@ def test_visualize_collaborative_generation(run_dir, tmp_path):
         "pred_x0.png",
         "overlay.png",
         "animation.gif",
+        "weights.json",
     }
+    weights = json.loads((out / "000001" / "weights.json").read_text())
+    assert len(weights["t"]) == 4 and weights["t"][0] > weights["t"][-1]
+    means = np.array([weights["mask"]["mean"], weights["text"]["mean"]])
+    assert np.allclose(means.sum(0), 1, atol=2e-3) and (np.array(weights["mask"]["max"]) >= means[0]).all()
     assert not (out / "000000").exists()
     gif = Image.open(out / "000001" / "animation.gif")
     assert gif.n_frames == 5  # 4 steps + the result
     page = (out / "index.html").read_text()
     assert "000001/influence_mask.png" in page and "000001/influence_text.png" in page
+    assert "mean weight per modality" in page and "000001/weights.json" in page
     # a colour map, not grey: the influence picture has colour
     rgb = _png(out / "000001" / "influence_mask.png")
     assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 30).mean() > 0.05

@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -148,13 +149,39 @@ def _visualize_one(partial, rec, gen_dir, run_dir, vae, vae_meta, modalities) ->
     ts = inter["t"].tolist()
     files: dict[str, str] = {}  # what → file name, in the page's order
     maps = _influence_maps(folder, inter.get("weights"), ts, modalities, tile, files)
+    summary = _weight_summary(folder, inter.get("weights"), ts, modalities)
     xt, x0 = _decoded_steps(folder, inter, vae, scale, ts, tile, files)
     with Image.open(gen_dir / rec["file"]) as im:
         result = np.asarray(im.convert("RGB"))
     conds = rec.get("conditions", {})
     _overlays(folder, result, conds, run_dir, res, files)
     _animation(folder, xt, x0, maps, result, ts, tile, files)
-    return {"stem": stem, "file": rec["file"], "conditions": conds, "seed": rec.get("seed"), "files": files}
+    return {
+        "stem": stem,
+        "file": rec["file"],
+        "conditions": conds,
+        "seed": rec.get("seed"),
+        "files": files,
+        "summary": summary,
+    }
+
+
+def _weight_summary(folder, weights, ts, modalities, rows: int = 6) -> dict[str, Any]:
+    """``weights.json``: each modality's mean and maximum weight at every step; returns the page's excerpt
+    (``rows`` steps from the first to the last)."""
+    if weights is None:
+        return {}
+    w = weights.float()
+    stats = {
+        m: {
+            "mean": [round(float(v), 4) for v in w[:, k].mean(dim=(1, 2))],
+            "max": [round(float(v), 4) for v in w[:, k].amax(dim=(1, 2))],
+        }
+        for k, m in enumerate(modalities)
+    }
+    atomic_write_json(folder / "weights.json", {"t": ts, **stats})
+    picks = sorted({round(i * (len(ts) - 1) / max(rows - 1, 1)) for i in range(rows)})
+    return {"t": [ts[i] for i in picks], **{m: [v["mean"][i] for i in picks] for m, v in stats.items()}}
 
 
 def _influence_maps(folder, weights, ts, modalities, tile, files) -> dict[str, list[np.ndarray]]:
@@ -222,6 +249,23 @@ def _animation(folder, xt, x0, maps, result, ts, tile, files) -> None:
     files["animation"] = "animation.gif"
 
 
+def _summary_table(summary: dict[str, Any], stem: str) -> str:
+    """Each modality's mean weight at a few steps (all steps, and the maxima, in ``weights.json``)."""
+    if not summary:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>t = {t}</th>" for t in summary["t"])
+    rows = "".join(
+        f"<tr><th>{esc(m)}</th>{''.join(f'<td>{v:.2f}</td>' for v in means)}</tr>"
+        for m, means in summary.items()
+        if m != "t"
+    )
+    link = f'<a href="{esc(stem)}/weights.json">every step, with maxima</a>'
+    return (
+        f"<table><caption>mean weight per modality ({link})</caption><tr><th></th>{head}</tr>{rows}</table>"
+    )
+
+
 def _write_html(path: Path, gen_dir: Path, settings: dict, sections: list[dict]) -> None:
     esc = html.escape
     rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in settings.items())
@@ -234,7 +278,8 @@ def _write_html(path: Path, gen_dir: Path, settings: dict, sections: list[dict])
         )
         body.append(
             f"<section><h2>{esc(s['file'])} (seed {esc(str(s['seed']))})</h2>"
-            f'<img class="result" src="../{esc(s["file"])}" alt="result"><ul>{conds}</ul>{figs}</section>'
+            f'<img class="result" src="../{esc(s["file"])}" alt="result"><ul>{conds}</ul>'
+            f"{_summary_table(s['summary'], s['stem'])}{figs}</section>"
         )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cdiff: {esc(str(gen_dir))}</title>
