@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -25,6 +26,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow  # a learning test (40 s; train-evaluator itself runs in the tiny run and the shipped evaluator's accuracy is checked): make test-all
 def test_evaluator_trains_to_a_stated_accuracy(tmp_path):
     """300 synthetic faces at 32 px, 200 steps (~15 s): parser ≥ 0.8 pixel accuracy, gender ≥ 0.8.
 

@@ -165,6 +165,7 @@ def test_captions_pronouns_and_degree_words(samples):
     assert any(s.attribute_captions["No_Beard"] != "" for s in women)
 
 
+@pytest.mark.slow  # a learning test (25 s; the generator's contents are checked by the fast tests above): make test-all
 def test_age_and_beard_are_learnable_from_pixels(samples):
     """A tiny CNN, 400 steps on 1,125 faces at 64 px (~12 s on 2 cores).
 
