@@ -968,51 +968,36 @@ def test_diffuser_sets_live_side_by_side_named_by_their_modalities(three_way, tm
     }
     assert run.diffuser_part(["text", "sketch", "mask"]) == "diffuser-mask-sketch-text"
     assert run.diffuser_part() == "diffuser"  # the default set: mask and text, as before
-    r = cli("train-diffuser", "--run", three_way, "--steps", 2, "--modalities", "mask,sketch")
-    assert r.exit_code == 2 and "--force" in r.output  # a finished set is kept
-    r = cli(
-        "generate",
-        "--run",
-        three_way,
-        "--text",
-        "a",
-        "--sketch",
-        _sketch_file(tmp_path),
-        "--out",
-        tmp_path / "x",
-    )
-    assert r.exit_code == 2 and "cdiff train-diffuser --modalities sketch,text" in r.output
-    r = cli("generate", "--run", three_way, "--modalities", "mask,bogus", "--out", tmp_path / "x")
-    assert r.exit_code == 2 and "unknown modality bogus" in r.output
-    r = cli(
-        "generate",
-        "--run",
-        three_way,
-        "--method",
-        "text",
-        "--modalities",
-        "mask,text",
-        "--out",
-        tmp_path / "x",
-    )
-    assert r.exit_code == 2 and "drop it with --method text" in r.output
-    # --method all over modalities without their set: one line naming the command (not a silent skip)
-    r = cli(
-        "generate",
-        "--run",
-        three_way,
-        "--modalities",
-        "sketch,text",
-        "--method",
-        "all",
-        "--out",
-        tmp_path / "x",
-    )
-    assert r.exit_code == 2 and "cdiff train-diffuser --modalities sketch,text" in r.output
-    r = cli("generate", "--run", three_way, "--method", "collaborative-bogus", "--out", tmp_path / "x")
-    assert r.exit_code == 2 and "--method collaborative-bogus: unknown modality bogus" in r.output
-    r = cli("evaluate", "--run", three_way, "--modalities", "mask,text,sketch", "--pairs", 2, "--force")
-    assert r.exit_code == 2 and "--pairs must be between 3" in r.output  # 2 would reuse a face in a triple
+    x = ["--out", tmp_path / "x"]
+    refused = [  # each a one-line error (exit code 2) saying what to do
+        (
+            ["train-diffuser", "--steps", 2, "--modalities", "mask,sketch"],
+            "--force",
+        ),  # a finished set is kept
+        (
+            ["generate", "--text", "a", "--sketch", _sketch_file(tmp_path), *x],
+            "cdiff train-diffuser --modalities sketch,text",
+        ),
+        (["generate", "--modalities", "mask,bogus", *x], "unknown modality bogus"),
+        (["generate", "--method", "text", "--modalities", "mask,text", *x], "drop it with --method text"),
+        # --method all over modalities without their set: the command that trains it, not a silent skip
+        (
+            ["generate", "--modalities", "sketch,text", "--method", "all", *x],
+            "cdiff train-diffuser --modalities sketch,text",
+        ),
+        (
+            ["generate", "--method", "collaborative-bogus", *x],
+            "--method collaborative-bogus: unknown modality bogus",
+        ),
+        # 2 pairs would reuse a face in a triple
+        (
+            ["evaluate", "--modalities", "mask,text,sketch", "--pairs", 2, "--force"],
+            "--pairs must be between 3",
+        ),
+    ]
+    for args, message in refused:
+        r = cli(args[0], "--run", three_way, *args[1:])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
     r = cli("evaluate", "--run", three_way, "--modalities", "mask,text,sketch", "--dry-run")
     assert r.exit_code == 0 and "collaborative, composable, collaborative-mask-sketch" in r.output.replace(
         "\n", " "

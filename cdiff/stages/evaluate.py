@@ -56,7 +56,13 @@ from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the repor
     write_html,
     write_samples,
 )
-from cdiff.stages.evaluate_plan import choose_pairs, claims_of, expand_methods, methods  # noqa: F401
+from cdiff.stages.evaluate_plan import (  # noqa: F401
+    choose_pairs,
+    claims_of,
+    expand_methods,
+    judged_modalities,
+    methods,
+)
 from cdiff.stages.run import Run
 
 
@@ -177,7 +183,7 @@ def _setup(
     data = PreparedDataset.open(data_dir)
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
     run.require("evaluator")
-    mods = run.diffuser_modalities([m for m in modalities.names() if run.has(m)], req.modalities)
+    mods = judged_modalities(run, req.modalities)
     req.methods = expand_methods(req.methods, run, mods)
     seed = cfg.evaluate.seed if req.seed is None else req.seed
     pairs = choose_pairs(data, req.pairs or cfg.evaluate.pairs, seed, mods)

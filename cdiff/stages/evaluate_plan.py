@@ -41,12 +41,16 @@ def expand_methods(asked: list[str], run: Run, mods: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def judged_modalities(run: Run, mods: list[str] | None) -> list[str]:
+    """What an evaluation combines: the diffuser set for ``mods`` (None: the run's default), trained order."""
+    return run.diffuser_modalities([m for m in modalities.names() if run.has(m)], mods)
+
+
 def planned_methods(asked: list[str], run_dir: Path, mods: list[str] | None) -> list[str]:
     """The methods ``evaluate`` would run (for ``--dry-run``): ``asked`` expanded when the run can tell."""
     try:
         run = Run(run_dir)
-        every = run.diffuser_modalities([m for m in modalities.names() if run.has(m)], mods)
-        return expand_methods(asked, run, every)
+        return expand_methods(asked, run, judged_modalities(run, mods))
     except InputError:
         return asked
 
