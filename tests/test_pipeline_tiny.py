@@ -1098,6 +1098,9 @@ def test_sketch_trains_alone_and_collaborates_with_mask_and_text(three_way, tmp_
     claims = {(c["other"], c["metric"]) for c in metrics["claims"]}
     assert ("composable", "sketch_f") in claims
     assert ("collaborative-mask-sketch", "text_accuracy") in claims  # the pair on the caption it leaves out
+    from cdiff.stages.evaluate_pages import claim_lines
+
+    assert any("vs composable, sketch F-score: " in x and ", 3 triples): " in x for x in claim_lines(metrics))
     assert ("collaborative-mask-sketch", "mask_accuracy") not in claims
     from cdiff.stages.evaluate_pages import table_rows
 

@@ -120,7 +120,8 @@ def _print_report(report: Any) -> None:
     from cdiff.stages import evaluate as stage
 
     header, rows = stage.table_rows(report.metrics, short=True)
-    table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation pairs → {report.out}")
+    sets = stage.sets_word(stage.judged(report.metrics))
+    table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation {sets} → {report.out}")
     for i, h in enumerate(header):
         table.add_column(
             h, justify="left" if i == 0 else "right", no_wrap=i == 0, min_width=0 if i == 0 else 5

@@ -7,6 +7,7 @@ from the evaluated modalities (:attr:`cdiff.modalities.Modality.columns`), in th
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ def judged(metrics: dict[str, Any]) -> list[str]:
         first = next(iter(metrics["methods"].values()), {})
         mods = [m for m in modalities.names() if set(modalities.get(m).columns) & set(first)]
     return [m for m in mods if m in modalities.names()]
+
+
+def sets_word(mods: list[str]) -> str:
+    """What one condition set of ``mods`` is called: "pairs" for two modalities, "triples" for three."""
+    return {1: "faces", 2: "pairs", 3: "triples"}.get(len(mods), "condition sets")
 
 
 def columns(mods: list[str]) -> list[tuple[str, str, str]]:
@@ -89,12 +95,12 @@ def fmt(v: Any, digits: int = 3) -> str:
 
 
 def claim_lines(metrics: dict[str, Any]) -> list[str]:
-    out = []
+    out, sets = [], sets_word(judged(metrics))
     for c in metrics["claims"]:
-        what = c["metric"].replace("_", " ")
+        what = re.sub(r"_f$", " F-score", c["metric"]).replace("_", " ")  # sketch_f → sketch F-score
         out.append(
             f"{c['method']} vs {c['other']}, {what}: {c['mean']:+.3f} (95 % CI {c['low']:+.3f} … {c['high']:+.3f}, "
-            f"{c['pairs']} pairs): {c['verdict']}"
+            f"{c['pairs']} {sets}): {c['verdict']}"
         )
     return out
 
@@ -173,7 +179,7 @@ def write_html(
         "<!doctype html><html><head><meta charset='utf-8'><title>cdiff evaluate</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em} img{image-rendering:pixelated}"
         "td,th{padding:4px 8px;text-align:center;border-bottom:1px solid #ddd} small{color:#555}</style></head><body>"
-        f"<h1>Evaluation: {s['pairs']} validation pairs</h1><p>{esc(_sentence(pairing(mods)))}; {s['solver']} with "
+        f"<h1>Evaluation: {s['pairs']} validation {sets_word(mods)}</h1><p>{esc(_sentence(pairing(mods)))}; {s['solver']} with "
         f"{s['steps']} steps, guidance {s['guidance']}, pair k uses seed {s['seed']} + k for every method. "
         f"{esc(scored)}; FD: Fréchet distance to the validation images in the classifier's feature space "
         "(not FID).</p>"

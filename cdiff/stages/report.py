@@ -20,7 +20,7 @@ from typing import Any
 from cdiff import locks, modalities
 from cdiff.errors import InputError
 from cdiff.rundir import atomic_write_text, check_writable
-from cdiff.stages.evaluate_pages import claim_lines, judged, pairing, table_rows
+from cdiff.stages.evaluate_pages import claim_lines, judged, pairing, sets_word, table_rows
 
 
 def stages() -> list[tuple[str, str, str | None, str | None]]:
@@ -118,7 +118,7 @@ def _evaluation(folder: Path, root: Path) -> str:
     samples = folder / "samples.png"
     return (
         f"<h2>Evaluation: {esc(', '.join(mods))} <small>({esc(folder.name)})</small></h2>"
-        f"<p>{s['pairs']} validation pairs ({esc(pairing(mods))}), "
+        f"<p>{s['pairs']} validation {sets_word(mods)} ({esc(pairing(mods))}), "
         f"{s['solver']} {s['steps']} steps, guidance {s['guidance']}. {esc(scored)}; FD: Fréchet distance in the "
         f'classifier\'s features (not FID); in brackets the bootstrap 95 % interval. <a href="{esc((folder / "report.html").relative_to(root).as_posix())}">'
         f"Full evaluation report</a>.</p>{table}<h3>The paper's claims, pair by pair</h3><ul>{claims}</ul>"
