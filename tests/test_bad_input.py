@@ -52,6 +52,18 @@ def test_images_past_the_decompression_bomb_limit_are_one_line_errors(tmp_path, 
     assert not (tmp_path / "outputs").exists()
 
 
+def test_errors_print_brackets_in_names_as_they_are(tmp_path, monkeypatch):
+    folder = tmp_path / "faces [draft]" / "[/x]"  # rich markup would eat the first and choke on the second
+    folder.mkdir(parents=True)
+    mask = folder / "m[fid].png"
+    mask.write_bytes(b"not a picture")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["generate", "--mask", str(mask), "--text", "She is young.", "--num", "1"])
+    one_line_error(r, "cannot read mask")
+    assert "m[fid].png" in r.output and "[/x]" in r.output and "[draft]" in r.output
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -189,7 +190,8 @@ def _fail(message: str) -> NoReturn:
     if console.quiet:  # a process of a job other than the main one: its errors still show, named
         console = Console(stderr=True)
         message = f"(process {os.environ.get('RANK', '?')}) {message}"
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # the message is text, not markup: "cdiff[fid]" keeps its brackets and a path with "[/x]" cannot break it
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2) from None
 
 
@@ -319,17 +321,17 @@ def pipeline(run: Path | None, config: str, cfg: cfg_mod.Config, device: str, dt
 
 def print_notes(notes: list[str]) -> None:
     for note in notes:
-        err_console.print(f"note: {note}", highlight=False)
+        err_console.print(f"note: {note}", highlight=False, markup=False)
 
 
 def say(message: str) -> None:
     """A line of the command's result on stdout."""
-    out_console.print(message, highlight=False)
+    out_console.print(message, highlight=False, markup=False)
 
 
 def log(message: str) -> None:
     """A stage's progress message on stderr."""
-    err_console.print(message, highlight=False)
+    err_console.print(message, highlight=False, markup=False)
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ InceptionOpt = Annotated[
     Path | None,
     typer.Option(
         help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth; needs "
-        "pip install 'cdiff[fid]'). \\[default: torch hub's cache, else no FID]"
+        "pip install 'cdiff\\[fid]'). \\[default: torch hub's cache, else no FID]"
     ),
 ]
 FidImagesOpt = Annotated[
