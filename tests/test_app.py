@@ -182,7 +182,7 @@ def test_bad_inputs_are_messages_not_tracebacks(served, tmp_path):
             generate(served, **kw)
         message = str(err.value)
         assert expected in message and "Traceback" not in message and 'File "' not in message, message
-    with pytest.raises(AppError, match="give a target caption, a target mask, or several"):
+    with pytest.raises(AppError, match="give a target caption, a target mask, a target sketch, or several"):
         served.client.predict(
             photo=handle_file(ex["mask"]),
             text="",

@@ -19,13 +19,18 @@ runner = CliRunner()
 def test_shipped_weights_are_small_fp16_and_complete():
     folder = demo_weights.shipped_run()
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["dtype"] == "float16" and manifest["commit"]
-    files = [folder / p / "model.safetensors" for p in demo_weights.PARTS]
+    assert manifest["dtype"] == "float16"
+    assert json.loads((folder / "timings.json").read_text())["commit"]
+    parts = {**demo_weights.PARTS, **demo_weights.optional_parts(folder)}
+    assert {"sketch", "diffuser-mask-sketch-text", "diffuser-mask-sketch", "diffuser-sketch-text"} <= set(
+        parts
+    )
+    files = [folder / p / "model.safetensors" for p in parts]
     files += [folder / demo_weights.EVALUATOR / name for name in demo_weights.EVALUATOR_FILES]
     total = sum(f.stat().st_size for f in files)
     assert total <= 25 * 2**20 and abs(total / 2**20 - manifest["total_mib"]) < 0.01
     assert (folder / "text" / "tokenizer" / "tokenizer.json").is_file()
-    for part, stage in {**demo_weights.PARTS, demo_weights.EVALUATOR: "train-evaluator"}.items():
+    for part, stage in {**parts, demo_weights.EVALUATOR: "train-evaluator"}.items():
         assert json.loads((folder / part / "manifest.json").read_text())["stage"] == stage
     # the evaluator ships with its validation accuracy: it must read real faces well
     val = manifest["stages"]["evaluator"]["metrics"]["val"]
@@ -36,7 +41,7 @@ def test_shipped_weights_reproduce_their_reference_images(tmp_path):
     folder = demo_weights.shipped_run()
     ref = json.loads((folder / "reference" / "reference.json").read_text())
     s = ref["settings"]
-    pairs = gen.read_pairs_file(folder / "examples" / "pairs.jsonl")[: s["pairs"]]
+    pairs = demo_weights.reference_pairs(folder)
     req = gen.GenerateRequest(method=s["method"], pairs=pairs, num=s["num"], seed=s["seed"])
     cfg = C.load_config("demo", {"sample.steps": s["steps"], "sample.eta": s["eta"]})
     res = gen.run(cfg, req, folder, tmp_path / "again")

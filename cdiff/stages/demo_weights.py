@@ -9,9 +9,10 @@ training stage that made it, plus:
   the caption of another (rare combinations included) and a few validation photos for ``edit``;
 - ``reference/``: images generated from the exported weights at export time, with their
   settings, so a test can check that the shipped weights still produce them;
-- ``manifest.json``: the commit, config, seeds and per-stage metrics;
-- ``timings.json``: when it was exported, from which run, and each stage's wall time and speed: the
-  one file a rerun of ``make demo-train`` does not write byte for byte.
+- ``manifest.json``: the config, seeds and per-stage metrics;
+- ``timings.json``: the commit that trained them, when they were exported, from which run, and each
+  stage's wall time and speed: the one file a rerun of ``make demo-train`` does not write byte for
+  byte (at a later commit with the same training code, every other file comes out the same).
 
 ``generate`` and ``edit`` use this folder when no ``--run`` is given with the demo preset;
 ``cdiff import-demo --run RUN`` copies it into a run directory. It is never hand-made:
@@ -50,7 +51,7 @@ EVALUATOR = "evaluator"  # the evaluate stage's parser and classifier (shipped t
 DIFFUSER_SETS = "diffuser-"  # every other diffuser set (diffuser-mask-sketch-text, ...): shipped when trained
 EVALUATOR_FILES = ("parser.safetensors", "classifier.safetensors")
 WEIGHTS, CONFIG, EXAMPLES, REFERENCE = "model.safetensors", "config.json", "examples", "reference"
-TIMINGS = "timings.json"  # when and how fast each stage ran: the one shipped file a rerun does not repeat
+TIMINGS = "timings.json"  # which commit, when and how fast: the one shipped file a rerun does not repeat
 VOLATILE = ("created", "wall_time_s", "samples_per_s")  # moved from the stages' manifests into TIMINGS
 SKETCH = "sketch"  # the sketch model's folder: with it, the example pairs get a third face's sketch
 PAIRS = "pairs.jsonl"
@@ -191,19 +192,23 @@ def _write_examples(run_dir: Path, dest: Path, photos: int = 3) -> None:
     atomic_write_json(dest / "edit.json", {"photo": photo, "target_mask_of": mask, "target_text": EDIT_TEXT})
 
 
+def reference_pairs(folder: Path) -> list[dict[str, str]]:
+    """The conditions of the reference images: the first example pairs' masks and captions (the
+    two-way diffusers draw them; the pairs' sketches are for the three-way ones)."""
+    from cdiff.stages import generate as gen
+
+    pairs = gen.read_pairs_file(folder / EXAMPLES / PAIRS)[: REFERENCE_SETTINGS["pairs"]]
+    return [{"mask": p["mask"], "text": p["text"]} for p in pairs]
+
+
 def _write_reference(folder: Path) -> dict:
     """Generate the reference images from the exported weights (so a test can regenerate them)."""
     from cdiff import config as cfg_mod
     from cdiff.stages import generate as gen
 
     s = REFERENCE_SETTINGS
-    pairs = gen.read_pairs_file(folder / EXAMPLES / PAIRS)[: s["pairs"]]
-    req = gen.GenerateRequest(
-        method=s["method"],
-        pairs=[{"mask": p["mask"], "text": p["text"]} for p in pairs],
-        num=s["num"],
-        seed=s["seed"],
-    )
+    pairs = reference_pairs(folder)
+    req = gen.GenerateRequest(method=s["method"], pairs=pairs, num=s["num"], seed=s["seed"])
     out = folder / REFERENCE
     cfg = cfg_mod.load_config("demo", {"sample.steps": s["steps"], "sample.eta": s["eta"]})
     res = gen.run(cfg, req, folder, out)
@@ -232,8 +237,13 @@ def export(run_dir: Path, dest: Path | None = None) -> dict[str, int]:
     staging.mkdir(parents=True)
     # 1. the models, each with its training stage's manifest (what varies run to run: timings.json)
     sizes, sha, stages = {}, {}, {}
-    origin = {**_git_commit(), "dtype": "float16"}
-    timings: dict = {"exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_run": str(run_dir), "stages": {}}
+    origin = {"dtype": "float16"}
+    timings: dict = {
+        **_git_commit(),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "from_run": str(run_dir),
+        "stages": {},
+    }
     extra = optional_parts(run_dir)
     shipped = {part: (stage, (WEIGHTS,)) for part, stage in {**PARTS, **extra}.items()}
     shipped[EVALUATOR] = ("train-evaluator", EVALUATOR_FILES)

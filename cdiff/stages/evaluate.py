@@ -52,7 +52,6 @@ from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the repor
     RELEASED,
     claim_lines,
     columns,
-    judged,
     sets_word,
     table_rows,
     write_html,
