@@ -52,6 +52,7 @@ from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the repor
     RELEASED,
     claim_lines,
     columns,
+    judged,
     sets_word,
     table_rows,
     write_html,
@@ -141,7 +142,7 @@ def run(
         check_output(out, force)  # before any set-up: finished work is refused at once
     t0 = time.perf_counter()
     # 1. inputs, judges, pairs and the reference features
-    setup = _setup(cfg, req, run_dir, data_dir, judged=procs.main)
+    setup = _setup(cfg, req, run_dir, data_dir, with_judges=procs.main)
     partial, resumed = begin_stage(out, cfg_mod.to_yaml(cfg), force) if procs.main else (None, False)
     setup.pending = Pending(partial)
     # 2-3. generate with each method (the pairs kept by an interrupted run are not made again) and score
@@ -175,9 +176,9 @@ def run(
 
 
 def _setup(
-    cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Path, judged: bool = True
+    cfg: Config, req: EvaluateRequest, run_dir: Path | Run, data_dir: Path, with_judges: bool = True
 ) -> Setup:
-    """What the methods are judged with (``judged=False``: only what sampling needs, for the other
+    """What the methods are judged with (``with_judges=False``: only what sampling needs, for the other
     processes of a job)."""
     check_seed(cfg.evaluate.seed if req.seed is None else req.seed, req.pairs or cfg.evaluate.pairs)
     inception_path = M.find_inception(req.inception)
@@ -188,7 +189,7 @@ def _setup(
     req.methods = expand_methods(req.methods, run, mods)
     seed = cfg.evaluate.seed if req.seed is None else req.seed
     pairs = choose_pairs(data, req.pairs or cfg.evaluate.pairs, seed, mods)
-    if not judged:
+    if not with_judges:
         return Setup(data, run, Judges.none(mods), pairs, seed, 0, None, None, torch.empty(0), None, [])
     judges = Judges(run, data.manifest["config"]["data"]["source"], mods)
     judges.set_pairs(data, pairs)
