@@ -52,7 +52,7 @@ def normalise(grey: np.ndarray, line_width: int = 1) -> np.ndarray:
     """A drawing's grey levels ``(H, W)`` → its lines: thresholded (Otsu), the minority side taken
     as the lines (dark on light or light on dark), thinned to one pixel, widened to ``line_width``."""
     from skimage.filters import threshold_otsu
-    from skimage.morphology import binary_dilation, disk, skeletonize
+    from skimage.morphology import dilation, disk, skeletonize
 
     grey = np.asarray(grey, np.float64)
     if grey.max() == grey.min():
@@ -62,9 +62,9 @@ def normalise(grey: np.ndarray, line_width: int = 1) -> np.ndarray:
         grey = 255 - grey
     lines = skeletonize(grey <= threshold_otsu(grey))
     if line_width > 1:
-        lines = binary_dilation(
-            lines, disk(line_width // 2) if line_width % 2 else np.ones((line_width,) * 2, bool)
-        )
+        footprint = disk(line_width // 2) if line_width % 2 else np.ones((line_width,) * 2, bool)
+        # the pixels of binary_dilation (deprecated in skimage 0.26) for these footprints
+        lines = dilation(lines, footprint).astype(bool)
     return lines
 
 
