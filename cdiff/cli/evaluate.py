@@ -117,10 +117,10 @@ def evaluate(
 
 def _print_report(report: Any) -> None:
     """The metrics table, what they say about the paper's claims, the notes, and where the report is."""
-    from cdiff.stages import evaluate as stage
+    from cdiff.stages.evaluate_pages import claim_lines, judged, sets_word, table_rows
 
-    header, rows = stage.table_rows(report.metrics, short=True)
-    sets = stage.sets_word(stage.judged(report.metrics))
+    header, rows = table_rows(report.metrics, short=True)
+    sets = sets_word(judged(report.metrics))
     table = Table(title=f"evaluation: {report.metrics['settings']['pairs']} validation {sets} → {report.out}")
     for i, h in enumerate(header):
         table.add_column(
@@ -129,7 +129,7 @@ def _print_report(report: Any) -> None:
     for r in rows:
         table.add_row(*r)
     out_console.print(table)
-    for line in stage.claim_lines(report.metrics):
+    for line in claim_lines(report.metrics):
         say(line)
     print_notes(report.notes)
     say(f"report: {report.out / 'report.html'}  ({report.wall_time_s:.0f} s)")

@@ -46,24 +46,19 @@ from cdiff.rundir import begin_stage, check_output, finish_stage, make_manifest
 from cdiff.stages import generate as gen
 from cdiff.stages.evaluate_cache import Pending
 from cdiff.stages.evaluate_judges import Judges, _tensors
-from cdiff.stages.evaluate_pages import (  # noqa: F401  (re-exported: the report stage reads these)
+from cdiff.stages.evaluate_pages import (
     REAL,
     RECONSTRUCTED,
     RELEASED,
-    claim_lines,
     columns,
-    judged,
-    sets_word,
-    table_rows,
     write_html,
     write_samples,
 )
-from cdiff.stages.evaluate_plan import (  # noqa: F401
+from cdiff.stages.evaluate_plan import (
     choose_pairs,
     claims_of,
     expand_methods,
     judged_modalities,
-    methods,
 )
 from cdiff.stages.run import Run
 
